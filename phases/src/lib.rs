@@ -1,0 +1,1 @@
+//! bosun-phases: the phase engine and the phases of bosun's workflows.

@@ -1,0 +1,4 @@
+//! bosun: the command-line edge.
+pub fn run() -> i32 {
+    0
+}
