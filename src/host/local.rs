@@ -1,0 +1,267 @@
+//! The local machine: files under a root directory and programs run here.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bosun_phases::host::{
+    describe_io_error, CommandOutput, CommandSpec, Commands, FileMeta, Files, HostError,
+};
+
+/// Files of the local machine, with every node path placed under `root` (`/` on a real node).
+#[derive(Debug, Clone)]
+pub struct LocalFiles {
+    root: PathBuf,
+}
+
+static TEMPORARY_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl LocalFiles {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalFiles { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a node path lives on this machine. Only the normal components of `path` are kept, so `..` cannot
+    /// leave the root.
+    pub fn real_path(&self, path: &Path) -> PathBuf {
+        let mut real = self.root.clone();
+        for component in path.components() {
+            if let Component::Normal(part) = component {
+                real.push(part);
+            }
+        }
+        real
+    }
+
+    fn write_temporary(
+        &self,
+        directory: &Path,
+        name: &str,
+        contents: &[u8],
+        mode: u32,
+    ) -> std::io::Result<PathBuf> {
+        let counter = TEMPORARY_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temporary = directory.join(format!(
+            ".{name}.bosun-{}-{counter}.tmp",
+            std::process::id()
+        ));
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&temporary)?;
+        let result = (|| {
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+            file.write_all(contents)?;
+            file.sync_all()
+        })();
+        if let Err(error) = result {
+            let _ = fs::remove_file(&temporary);
+            return Err(error);
+        }
+        Ok(temporary)
+    }
+}
+
+fn sync_directory(directory: &Path) {
+    // A failed directory sync loses only durability of the rename, never atomicity; it is not worth failing for.
+    if let Ok(handle) = fs::File::open(directory) {
+        let _ = handle.sync_all();
+    }
+}
+
+impl Files for LocalFiles {
+    fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError> {
+        let real = self.real_path(path);
+        match fs::read(&real) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(HostError::file("read", &real, &error)),
+        }
+    }
+
+    fn write_atomic(&self, path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
+        let real = self.real_path(path);
+        let directory = real.parent().ok_or_else(|| HostError::File {
+            action: "write",
+            path: real.clone(),
+            reason: "it has no parent directory".to_owned(),
+        })?;
+        fs::create_dir_all(directory)
+            .map_err(|error| HostError::file("create the directory", directory, &error))?;
+        let name = real
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let temporary = self
+            .write_temporary(directory, &name, contents, mode)
+            .map_err(|error| HostError::file("write", &real, &error))?;
+        if let Err(error) = fs::rename(&temporary, &real) {
+            let _ = fs::remove_file(&temporary);
+            return Err(HostError::file("replace", &real, &error));
+        }
+        sync_directory(directory);
+        Ok(())
+    }
+
+    fn metadata(&self, path: &Path) -> Result<Option<FileMeta>, HostError> {
+        let real = self.real_path(path);
+        match fs::metadata(&real) {
+            Ok(meta) => Ok(Some(FileMeta {
+                is_dir: meta.is_dir(),
+                len: meta.len(),
+                mode: meta.permissions().mode() & 0o7777,
+                modified: meta.modified().ok(),
+            })),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(HostError::file("inspect", &real, &error)),
+        }
+    }
+
+    fn set_mode(&self, path: &Path, mode: u32) -> Result<(), HostError> {
+        let real = self.real_path(path);
+        fs::set_permissions(&real, fs::Permissions::from_mode(mode))
+            .map_err(|error| HostError::file("change the mode of", &real, &error))
+    }
+
+    fn remove_file(&self, path: &Path) -> Result<bool, HostError> {
+        let real = self.real_path(path);
+        match fs::remove_file(&real) {
+            Ok(()) => Ok(true),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(HostError::file("remove", &real, &error)),
+        }
+    }
+
+    fn create_dir_all(&self, path: &Path, mode: u32) -> Result<(), HostError> {
+        let real = self.real_path(path);
+        if real.is_dir() {
+            return Ok(());
+        }
+        fs::create_dir_all(&real)
+            .map_err(|error| HostError::file("create the directory", &real, &error))?;
+        fs::set_permissions(&real, fs::Permissions::from_mode(mode))
+            .map_err(|error| HostError::file("change the mode of", &real, &error))
+    }
+
+    fn list_dir(&self, path: &Path) -> Result<Vec<PathBuf>, HostError> {
+        let real = self.real_path(path);
+        let entries = match fs::read_dir(&real) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(HostError::file("list", &real, &error)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|error| HostError::file("list", &real, &error))?;
+            names.push(path.join(entry.file_name()));
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<(), HostError> {
+        let real_from = self.real_path(from);
+        let real_to = self.real_path(to);
+        if let Some(parent) = real_to.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|error| HostError::file("create the directory", parent, &error))?;
+        }
+        fs::rename(&real_from, &real_to)
+            .map_err(|error| HostError::file("rename", &real_from, &error))
+    }
+}
+
+/// Programs run on this machine.
+#[derive(Debug, Clone, Default)]
+pub struct LocalCommands;
+
+impl Commands for LocalCommands {
+    fn run(&self, command: &CommandSpec) -> Result<CommandOutput, HostError> {
+        let output = Command::new(&command.program)
+            .args(&command.args)
+            .envs(command.env.iter().map(|(key, value)| (key, value)))
+            .output()
+            .map_err(|error| HostError::Command {
+                command: command.display(),
+                reason: describe_io_error(&error),
+            })?;
+        Ok(CommandOutput {
+            status: output.status.code(),
+            stdout: output.stdout,
+            stderr: output.stderr,
+        })
+    }
+
+    fn find_program(&self, name: &str) -> Option<PathBuf> {
+        which::which(name).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_paths_cannot_escape_the_root() {
+        let files = LocalFiles::new("/tmp/root");
+        assert_eq!(
+            files.real_path(Path::new("/etc/../../x")),
+            PathBuf::from("/tmp/root/etc/x")
+        );
+        assert_eq!(
+            files.real_path(Path::new("/etc/kubernetes/pki/ca.crt")),
+            PathBuf::from("/tmp/root/etc/kubernetes/pki/ca.crt")
+        );
+    }
+
+    #[test]
+    fn atomic_writes_set_the_mode_and_leave_no_temporary_files() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let files = LocalFiles::new(directory.path());
+        files
+            .write_atomic(Path::new("/etc/secret.key"), b"one", 0o600)
+            .expect("write");
+        files
+            .write_atomic(Path::new("/etc/secret.key"), b"two", 0o600)
+            .expect("rewrite");
+        let meta = files
+            .metadata(Path::new("/etc/secret.key"))
+            .expect("meta")
+            .expect("exists");
+        assert_eq!(meta.mode, 0o600);
+        assert_eq!(
+            files.read(Path::new("/etc/secret.key")).expect("read"),
+            Some(b"two".to_vec())
+        );
+        assert_eq!(
+            files.list_dir(Path::new("/etc")).expect("list"),
+            [PathBuf::from("/etc/secret.key")]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_path_without_os_codes() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let files = LocalFiles::new(directory.path());
+        files
+            .write_atomic(Path::new("/a"), b"file", 0o644)
+            .expect("write");
+        let error = files
+            .write_atomic(Path::new("/a/b"), b"x", 0o644)
+            .expect_err("a file is not a directory");
+        let text = error.to_string();
+        assert!(
+            text.contains(&directory.path().join("a").display().to_string()),
+            "{text}"
+        );
+        assert!(!text.contains("os error"), "{text}");
+    }
+}
