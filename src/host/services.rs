@@ -60,8 +60,11 @@ impl ProcessServices {
         let pid: i32 = text.trim().parse().ok()?;
         let command_line = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let command_line = String::from_utf8_lossy(&command_line);
-        (command_line.contains("__supervise") && command_line.split('\0').any(|word| word == name))
-            .then_some(Pid::from_raw(pid))
+        let pid = Pid::from_raw(pid);
+        (command_line.contains("__supervise")
+            && command_line.split('\0').any(|word| word == name)
+            && is_alive(pid))
+        .then_some(pid)
     }
 }
 
@@ -134,13 +137,10 @@ impl Services for ProcessServices {
         };
         let _ = killpg(pid, Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if kill(pid, None).is_err() {
-                break;
-            }
+        while Instant::now() < deadline && is_alive(pid) {
             std::thread::sleep(Duration::from_millis(50));
         }
-        if kill(pid, None).is_ok() {
+        if is_alive(pid) {
             let _ = killpg(pid, Signal::SIGKILL);
         }
         let _ = fs::remove_file(self.pid_path(name));
@@ -161,6 +161,17 @@ impl Services for ProcessServices {
             Ok(ServiceState::Unknown)
         }
     }
+}
+
+/// Whether a process exists and is not a zombie waiting for its parent.
+fn is_alive(pid: Pid) -> bool {
+    if kill(pid, None).is_err() {
+        return false;
+    }
+    let state = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The state follows the parenthesised command name.
+    let state = state.rsplit(')').next().unwrap_or_default().trim_start();
+    !state.starts_with('Z')
 }
 
 /// Reads `KEY=value` lines (values optionally quoted) from environment files, later files winning.
