@@ -38,8 +38,8 @@ pub fn run(settings: &Settings, arguments: &StatusArgs) -> Result<(), CliError> 
     for entry in &journal.runs {
         let result = if entry.ok { "succeeded" } else { "failed" };
         text.push_str(&format!(
-            "{} {} {result} (started {}, finished {})\n",
-            entry.workflow, "run", entry.started, entry.finished
+            "{} run {result} (started {}, finished {})\n",
+            entry.workflow, entry.started, entry.finished
         ));
         if let Some(error) = &entry.error {
             text.push_str(&format!("  error: {error}\n"));

@@ -6,6 +6,11 @@
 //! - `status`: the journal behind `bosun status`.
 //! - `services`: the process service backend starting, restarting and stopping a real process.
 
+#![expect(
+    clippy::disallowed_methods,
+    reason = "integration tests inspect the machine directly"
+)]
+
 mod docs;
 mod services;
 mod status;

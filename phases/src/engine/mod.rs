@@ -426,6 +426,7 @@ pub enum RunError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PhaseRecord {
     pub phase: String,
+    #[serde(flatten)]
     pub status: PhaseStatus,
     pub artefacts: Vec<ArtefactRecord>,
 }

@@ -266,8 +266,7 @@ fn an_unknown_phase_name_lists_the_valid_ones() {
         &RecordingSink::default(),
         &options,
     )
-    .err()
-    .expect("must fail");
+    .expect_err("must fail");
     assert_eq!(
         error.to_string(),
         "invalid phase name \"b/three\" for `test`; valid names are: a, b, b/one, b/two, c"
@@ -288,8 +287,7 @@ fn a_missing_need_is_reported_before_anything_changes() {
         &RecordingSink::default(),
         &options,
     )
-    .err()
-    .expect("must fail");
+    .expect_err("must fail");
     assert_eq!(
         error.to_string(),
         "phase c needs /b/two, which is not on the host and is made by phase b/two, which is not selected"
@@ -374,8 +372,7 @@ fn writing_an_undeclared_file_is_refused() {
         &RecordingSink::default(),
         &RunOptions::default(),
     )
-    .err()
-    .expect("must fail");
+    .expect_err("must fail");
     assert_eq!(
         error.to_string(),
         "error execution phase sneak: phase sneak wrote /elsewhere, which it does not declare in `makes`"
@@ -439,8 +436,7 @@ fn a_failing_phase_reports_whether_the_host_had_changed() {
         &RecordingSink::default(),
         &RunOptions::default(),
     )
-    .err()
-    .expect("must fail");
+    .expect_err("must fail");
     let RunError::Phase {
         phase,
         source,
