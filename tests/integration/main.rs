@@ -5,6 +5,9 @@
 //! - `docs`: the pages in docs/ stay true to the code (exit codes, one page per command).
 //! - `status`: the journal behind `bosun status`.
 //! - `services`: the process service backend starting, restarting and stopping a real process.
+//! - `harness` (tests/e2e/harness/): the real-Kubernetes harness — built binaries, sandbox nodes, static pods run as
+//!   processes (docs/testing.md).
+//! - `tier1` (tests/e2e/tier1.rs): a real control plane from a node root's manifests, certificates and kubeconfigs.
 
 #![expect(
     clippy::disallowed_methods,
@@ -12,6 +15,10 @@
 )]
 
 mod docs;
+#[path = "../e2e/harness/mod.rs"]
+mod harness;
 mod services;
 mod status;
 mod support;
+#[path = "../e2e/tier1.rs"]
+mod tier1;
