@@ -12,4 +12,5 @@
 //! (`/var/lib/bosun/journal.json`) is written by the binary.
 
 pub mod engine;
+pub mod etcd;
 pub mod host;

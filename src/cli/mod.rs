@@ -1,6 +1,7 @@
 //! The command line: one file per command, each with its clap structs (whose doc comments are the help) and one
 //! `run` that delegates to the library crates.
 
+pub mod etcd;
 pub mod status;
 pub mod supervise;
 pub mod workflow;
@@ -57,6 +58,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    Etcd(etcd::EtcdArgs),
     Status(status::StatusArgs),
     #[command(name = "__supervise", hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -95,6 +97,7 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
     };
     let _subcommand_matches = matches.subcommand().map(|(_, sub)| sub);
     match &cli.command {
+        Commands::Etcd(arguments) => etcd::run(&settings, arguments),
         Commands::Status(arguments) => status::run(&settings, arguments),
         Commands::Supervise(arguments) => supervise::run(&settings, arguments),
     }

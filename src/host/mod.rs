@@ -7,6 +7,7 @@
 //!   ([`services`]), used where systemd is not PID 1.
 //! - `/etc/systemd/system/<name>.service` — the systemd backend.
 
+pub mod etcd;
 pub mod facts;
 pub mod local;
 pub mod lock;

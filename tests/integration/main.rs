@@ -3,6 +3,8 @@
 //! Modules:
 //! - `support`: the temporary root (prints its listing on failure) and the binary runner.
 //! - `docs`: the pages in docs/ stay true to the code (exit codes, one page per command).
+//! - `etcd`: `bosun etcd` backup, status, restore (through a manifest-watching runner) and members, against real
+//!   etcd with openssl-made certificates.
 //! - `status`: the journal behind `bosun status`.
 //! - `services`: the process service backend starting, restarting and stopping a real process.
 //! - `harness` (tests/e2e/harness/): the real-Kubernetes harness — built binaries, sandbox nodes, static pods run as
@@ -15,6 +17,7 @@
 )]
 
 mod docs;
+mod etcd;
 #[path = "../e2e/harness/mod.rs"]
 mod harness;
 mod services;

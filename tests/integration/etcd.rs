@@ -1,0 +1,827 @@
+//! `bosun etcd` against real etcd (Debian's etcd-server, /usr/bin/etcd) with TLS certificates made by openssl:
+//! backup, status, restore through the etcd static-pod manifest, refusal of damaged backups, and member
+//! replacement in a three-member cluster on loopback addresses.
+//!
+//! Restore needs something that plays the kubelet: [`ManifestRunner`] watches the node root's manifest directory and
+//! runs etcd from `etcd.yaml`'s command while the manifest is there (restarting it when the manifest changes), with
+//! every absolute path in a flag placed under the root, as hostPath volumes would. (The harness's `StaticPods` in
+//! tests/e2e starts manifests once inside a sandbox and needs built Kubernetes binaries; restore needs a watcher that
+//! stops and starts etcd as manifests move, with only Debian's etcd.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::{assert_exit, assert_success, bosun_in, stderr, stdout, TempRoot};
+
+const ETCD: &str = "/usr/bin/etcd";
+const ETCDCTL: &str = "/usr/bin/etcdctl";
+
+/// Whether the real etcd is here; in CI it must be (tests/install-deps installs it).
+fn etcd_available(test: &str) -> bool {
+    if Path::new(ETCD).is_file() && Path::new(ETCDCTL).is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{test} needs {ETCD} and {ETCDCTL}: run tests/install-deps"
+    );
+    eprintln!("!!!!!!!! SKIPPED {test}: {ETCD} or {ETCDCTL} is missing (run tests/install-deps)");
+    false
+}
+
+fn run(program: &str, arguments: &[&str]) -> std::process::Output {
+    let output = Command::new(program)
+        .args(arguments)
+        .output()
+        .unwrap_or_else(|error| panic!("run {program}: {error}"));
+    assert!(
+        output.status.success(),
+        "{program} {arguments:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// An etcd CA with server/peer and client certificates, made by openssl in `<root>/etc/kubernetes/pki/etcd`.
+struct Pki {
+    directory: PathBuf,
+}
+
+impl Pki {
+    fn new(root: &TempRoot, addresses: &[&str]) -> Pki {
+        let directory = root.join("/etc/kubernetes/pki/etcd");
+        std::fs::create_dir_all(&directory).expect("pki directory");
+        let path = |name: &str| directory.join(name).display().to_string();
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &path("ca.key"),
+                "-out",
+                &path("ca.crt"),
+                "-days",
+                "2",
+                "-subj",
+                "/CN=etcd-ca",
+            ],
+        );
+        let sans: Vec<String> = addresses
+            .iter()
+            .map(|address| format!("IP:{address}"))
+            .collect();
+        let extensions = directory.join("extensions.cnf");
+        std::fs::write(
+            &extensions,
+            format!(
+                "[server]\nsubjectAltName=DNS:localhost,{}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n\
+                 [client]\nextendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
+                sans.join(",")
+            ),
+        )
+        .expect("extensions");
+        for (name, section, subject) in [
+            ("server", "server", "/CN=etcd-server"),
+            (
+                "healthcheck-client",
+                "client",
+                "/O=system:masters/CN=kube-etcd-healthcheck-client",
+            ),
+        ] {
+            run(
+                "openssl",
+                &[
+                    "req",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    &path(&format!("{name}.key")),
+                    "-out",
+                    &path(&format!("{name}.csr")),
+                    "-subj",
+                    subject,
+                ],
+            );
+            run(
+                "openssl",
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &path(&format!("{name}.csr")),
+                    "-CA",
+                    &path("ca.crt"),
+                    "-CAkey",
+                    &path("ca.key"),
+                    "-CAcreateserial",
+                    "-out",
+                    &path(&format!("{name}.crt")),
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &extensions.display().to_string(),
+                    "-extensions",
+                    section,
+                ],
+            );
+        }
+        Pki { directory }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.directory.join(name).display().to_string()
+    }
+
+    /// bosun's connection flags for an endpoint, with node paths.
+    fn flags(endpoint: &str) -> Vec<String> {
+        vec![
+            "--endpoints".into(),
+            endpoint.into(),
+            "--cacert".into(),
+            "/etc/kubernetes/pki/etcd/ca.crt".into(),
+            "--cert".into(),
+            "/etc/kubernetes/pki/etcd/healthcheck-client.crt".into(),
+            "--key".into(),
+            "/etc/kubernetes/pki/etcd/healthcheck-client.key".into(),
+        ]
+    }
+
+    fn etcdctl(&self, endpoint: &str, arguments: &[&str]) -> String {
+        let mut command = Command::new(ETCDCTL);
+        command
+            .env("ETCDCTL_API", "3")
+            .args([
+                "--endpoints",
+                endpoint,
+                "--cacert",
+                &self.file("ca.crt"),
+                "--cert",
+                &self.file("healthcheck-client.crt"),
+                "--key",
+                &self.file("healthcheck-client.key"),
+            ])
+            .args(arguments);
+        let output = command.output().expect("run etcdctl");
+        assert!(
+            output.status.success(),
+            "etcdctl {arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+/// A kubeadm-shaped etcd manifest for one member.
+fn etcd_manifest(name: &str, address: &str, initial_cluster: &str, state: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: etcd
+  namespace: kube-system
+spec:
+  containers:
+  - command:
+    - etcd
+    - --advertise-client-urls=https://{address}:2379
+    - --cert-file=/etc/kubernetes/pki/etcd/server.crt
+    - --client-cert-auth=true
+    - --data-dir=/var/lib/etcd
+    - --initial-advertise-peer-urls=https://{address}:2380
+    - --initial-cluster={initial_cluster}
+    - --initial-cluster-state={state}
+    - --key-file=/etc/kubernetes/pki/etcd/server.key
+    - --listen-client-urls=https://{address}:2379
+    - --listen-peer-urls=https://{address}:2380
+    - --name={name}
+    - --peer-cert-file=/etc/kubernetes/pki/etcd/server.crt
+    - --peer-client-cert-auth=true
+    - --peer-key-file=/etc/kubernetes/pki/etcd/server.key
+    - --peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt
+    - --snapshot-count=10000
+    - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt
+    image: registry.k8s.io/etcd:3.5.21-0
+    name: etcd
+    volumeMounts:
+    - mountPath: /var/lib/etcd
+      name: etcd-data
+    - mountPath: /etc/kubernetes/pki/etcd
+      name: etcd-certs
+  hostNetwork: true
+  volumes:
+  - hostPath:
+      path: /etc/kubernetes/pki/etcd
+      type: DirectoryOrCreate
+    name: etcd-certs
+  - hostPath:
+      path: /var/lib/etcd
+      type: DirectoryOrCreate
+    name: etcd-data
+"
+    )
+}
+
+/// The etcd command of a manifest, with absolute paths in flag values placed under `root`.
+fn manifest_command(manifest: &str, root: &Path) -> Vec<String> {
+    manifest
+        .lines()
+        .map(str::trim)
+        .filter_map(|line| line.strip_prefix("- --"))
+        .map(|flag| match flag.split_once('=') {
+            Some((name, value)) if value.starts_with('/') => {
+                format!(
+                    "--{name}={}",
+                    root.join(value.trim_start_matches('/')).display()
+                )
+            }
+            _ => format!("--{flag}"),
+        })
+        .collect()
+}
+
+/// Plays the kubelet for `<root>/etc/kubernetes/manifests/etcd.yaml`: runs etcd while the manifest is there,
+/// restarts it when the manifest changes, stops it when the manifest goes away. Other manifests are ignored.
+struct ManifestRunner {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    starts: Arc<Mutex<Vec<String>>>,
+    log: PathBuf,
+}
+
+fn stop_child(child: &mut Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl ManifestRunner {
+    fn start(root: &TempRoot) -> ManifestRunner {
+        let root_path = root.path().to_path_buf();
+        let manifest = root.join("/etc/kubernetes/manifests/etcd.yaml");
+        let log = root.path().join("etcd-runner.log");
+        let stop = Arc::new(AtomicBool::new(false));
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let thread = {
+            let stop = stop.clone();
+            let starts = starts.clone();
+            let log = log.clone();
+            std::thread::spawn(move || {
+                let mut running: Option<(Child, String)> = None;
+                while !stop.load(Ordering::SeqCst) {
+                    let current = std::fs::read_to_string(&manifest).ok();
+                    let changed = match (&running, &current) {
+                        (Some((_, text)), Some(now)) => text != now,
+                        (Some(_), None) => true,
+                        (None, Some(_)) => true,
+                        (None, None) => false,
+                    };
+                    if changed {
+                        if let Some((mut child, _)) = running.take() {
+                            stop_child(&mut child);
+                        }
+                        if let Some(text) = current {
+                            let arguments = manifest_command(&text, &root_path);
+                            let output = std::fs::OpenOptions::new()
+                                .create(true)
+                                .append(true)
+                                .open(&log)
+                                .expect("log");
+                            let child = Command::new(ETCD)
+                                .args(&arguments)
+                                .stdin(Stdio::null())
+                                .stdout(output.try_clone().expect("log"))
+                                .stderr(output)
+                                .spawn()
+                                .expect("start etcd");
+                            starts.lock().expect("starts").push(arguments.join(" "));
+                            running = Some((child, text));
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                if let Some((mut child, _)) = running.take() {
+                    stop_child(&mut child);
+                }
+            })
+        };
+        ManifestRunner {
+            stop,
+            thread: Some(thread),
+            starts,
+            log,
+        }
+    }
+
+    fn starts(&self) -> Vec<String> {
+        self.starts.lock().expect("starts").clone()
+    }
+}
+
+impl Drop for ManifestRunner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "--- etcd log (last 40 lines) ---\n{}",
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+fn bosun_etcd(root: &TempRoot, arguments: &[&str]) -> std::process::Output {
+    let mut all = vec!["etcd"];
+    all.extend_from_slice(arguments);
+    bosun_in(root, &all)
+}
+
+fn json(output: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(&stdout(output))
+        .unwrap_or_else(|error| panic!("not JSON ({error}): {}", stdout(output)))
+}
+
+/// Writes `count` keys `key/NNNNNN` through bosun's own etcd client (transactions of 100 puts).
+fn write_keys(pki: &Pki, endpoint: &str, prefix: &str, count: usize) -> i64 {
+    let read = |name: &str| std::fs::read(pki.directory.join(name)).expect("read pki");
+    let client = bosun::host::etcd::LocalEtcd::new(
+        vec![endpoint.to_owned()],
+        Some(bosun::host::etcd::TlsMaterial {
+            ca: read("ca.crt"),
+            cert: read("healthcheck-client.crt"),
+            key: read("healthcheck-client.key"),
+        }),
+        Duration::from_secs(30),
+    )
+    .expect("client");
+    let pairs: Vec<(String, Vec<u8>)> = (0..count)
+        .map(|index| {
+            (
+                format!("{prefix}{index:06}"),
+                format!("value of {prefix}{index:06}").into_bytes(),
+            )
+        })
+        .collect();
+    client.put_many(&pairs).expect("put keys")
+}
+
+fn count_keys(pki: &Pki, endpoint: &str, prefix: &str) -> (u64, i64) {
+    // The range response counts every match, whatever the limit.
+    let output: serde_json::Value = serde_json::from_str(&pki.etcdctl(
+        endpoint,
+        &["get", prefix, "--prefix", "--limit", "1", "-w", "json"],
+    ))
+    .expect("json");
+    (
+        output["count"].as_u64().unwrap_or(0),
+        output["header"]["revision"].as_i64().expect("revision"),
+    )
+}
+
+/// Everything under /etc/kubernetes and the data dirs, with contents, to prove "nothing changed".
+fn node_state(root: &TempRoot) -> Vec<(String, Vec<u8>)> {
+    root.snapshot()
+        .into_iter()
+        .filter(|(path, ..)| {
+            path.starts_with("/etc/kubernetes/") || path.starts_with("/var/lib/etcd-restored")
+        })
+        .map(|(path, contents, ..)| (path, contents))
+        .collect()
+}
+
+fn assert_refused_and_unchanged(root: &TempRoot, file: &str, expected: &str) {
+    let before = node_state(root);
+    let output = bosun_etcd(
+        root,
+        &[
+            "restore",
+            file,
+            "--stop-timeout",
+            "20",
+            "--health-timeout",
+            "30",
+        ],
+    );
+    assert_exit(&output, bosun::exit::PREFLIGHT_FAILED);
+    let message = stderr(&output);
+    assert!(
+        message.contains(expected),
+        "expected {expected:?} in:\n{message}"
+    );
+    assert!(message.contains("nothing was changed"), "{message}");
+    assert_eq!(
+        node_state(root),
+        before,
+        "the node changed although the restore was refused"
+    );
+    assert!(
+        !root
+            .join("/var/lib/bosun")
+            .read_dir()
+            .map(|mut entries| entries.any(|entry| entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .starts_with("etcd-restore")))
+            .unwrap_or(false),
+        "a decrypted snapshot was left behind"
+    );
+}
+
+#[test]
+fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_refused() {
+    if !etcd_available("backup_then_restore") {
+        return;
+    }
+    let root = TempRoot::new();
+    let address = "127.0.41.1";
+    let endpoint = format!("https://{address}:2379");
+    let pki = Pki::new(&root, &[address]);
+    root.write(
+        "/etc/kubernetes/manifests/etcd.yaml",
+        etcd_manifest(
+            "node-1",
+            address,
+            &format!("node-1=https://{address}:2380"),
+            "new",
+        )
+        .as_bytes(),
+    );
+    let apiserver_manifest = b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-apiserver\n# not run by the test runner\n";
+    root.write(
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        apiserver_manifest,
+    );
+    let runner = ManifestRunner::start(&root);
+    wait_for("etcd to answer", Duration::from_secs(30), || {
+        bosun_etcd(&root, &["check"]).status.success()
+    });
+
+    // 100 000 keys, then a backup through the manifest's endpoint and certificates (no connection flags).
+    write_keys(&pki, &endpoint, "key/", 100_000);
+    let (count, revision_at_backup) = count_keys(&pki, &endpoint, "key/");
+    assert_eq!(count, 100_000);
+    let output = bosun_etcd(&root, &["backup", "--output-file", "/backups/"]);
+    assert_success(&output);
+    let backup_path = stdout(&output).trim().to_owned();
+    assert!(
+        backup_path.starts_with("/backups/etcd-kubernetes-")
+            && backup_path.ends_with(".bosun-etcd"),
+        "{backup_path}"
+    );
+    let meta = std::fs::metadata(root.join(&backup_path)).expect("backup exists");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "backup mode");
+    assert_eq!(
+        std::fs::metadata(root.join("/etc/bosun/etcd-backup.key"))
+            .expect("key")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+    assert!(
+        stderr(&output).contains("created the backup key"),
+        "{}",
+        stderr(&output)
+    );
+
+    let status = json(&bosun_etcd(
+        &root,
+        &["backup", "status", &backup_path, "-o", "json"],
+    ));
+    assert_eq!(
+        status["revision"].as_i64(),
+        Some(revision_at_backup),
+        "{status}"
+    );
+    assert!(
+        status["totalKey"].as_u64().expect("keys") >= 100_000,
+        "{status}"
+    );
+    assert_eq!(status["encrypted"], true);
+
+    // bosun's reading of a plain snapshot agrees with etcdctl's on every figure.
+    let plain = root.join("/backups/plain.db").display().to_string();
+    pki.etcdctl(&endpoint, &["snapshot", "save", &plain]);
+    let theirs: serde_json::Value = serde_json::from_str(
+        &run(ETCDCTL, &["snapshot", "status", &plain, "-w", "json"])
+            .stdout
+            .iter()
+            .map(|&b| b as char)
+            .collect::<String>(),
+    )
+    .expect("etcdctl json");
+    let ours = json(&bosun_etcd(
+        &root,
+        &["backup", "status", "/backups/plain.db", "-o", "json"],
+    ));
+    for field in ["hash", "revision", "totalKey", "totalSize"] {
+        assert_eq!(
+            ours[field], theirs[field],
+            "{field}: ours {ours}, etcdctl {theirs}"
+        );
+    }
+
+    // Damaged backups are refused before anything changes.
+    let original = std::fs::read(root.join(&backup_path)).expect("read backup");
+    let mut flipped = original.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x20;
+    root.write("/backups/flipped.bosun-etcd", &flipped);
+    assert_refused_and_unchanged(
+        &root,
+        "/backups/flipped.bosun-etcd",
+        "fails AES-GCM authentication",
+    );
+    root.write(
+        "/backups/truncated.bosun-etcd",
+        &original[..original.len() - 100],
+    );
+    assert_refused_and_unchanged(&root, "/backups/truncated.bosun-etcd", "truncated");
+    root.write("/etc/bosun/other.key", b"bosun-etcd-backup-key-v1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
+    std::fs::set_permissions(
+        root.join("/etc/bosun/other.key"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .expect("chmod");
+    let before = node_state(&root);
+    let output = bosun_etcd(
+        &root,
+        &[
+            "restore",
+            &backup_path,
+            "--encryption-key",
+            "/etc/bosun/other.key",
+        ],
+    );
+    assert_exit(&output, bosun::exit::PREFLIGHT_FAILED);
+    assert!(
+        stderr(&output).contains("encrypted with another key"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(node_state(&root), before);
+    let output = bosun_etcd(&root, &["backup", "status", "/backups/flipped.bosun-etcd"]);
+    assert_exit(&output, bosun::exit::CHECK_FAILED);
+
+    // More writes after the backup, which the restore must undo.
+    write_keys(&pki, &endpoint, "later/", 500);
+    pki.etcdctl(&endpoint, &["del", "key/000000"]);
+    assert!(count_keys(&pki, &endpoint, "key/").1 > revision_at_backup);
+
+    let output = bosun_etcd(
+        &root,
+        &[
+            "restore",
+            &backup_path,
+            "--stop-timeout",
+            "30",
+            "--health-timeout",
+            "60",
+        ],
+    );
+    assert_success(&output);
+    let (count, revision) = count_keys(&pki, &endpoint, "key/");
+    assert_eq!(
+        (count, revision),
+        (100_000, revision_at_backup),
+        "keys and revision after the restore"
+    );
+    assert_eq!(
+        count_keys(&pki, &endpoint, "later/").0,
+        0,
+        "keys written after the backup survived"
+    );
+    assert_eq!(
+        pki.etcdctl(&endpoint, &["get", "key/000000", "--print-value-only"])
+            .trim(),
+        "value of key/000000"
+    );
+
+    let manifest = root.read_string("/etc/kubernetes/manifests/etcd.yaml");
+    let data_dir = manifest
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("- --data-dir="))
+        .expect("data dir")
+        .to_owned();
+    assert!(
+        data_dir.starts_with("/var/lib/etcd-restored-"),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains(&format!("      path: {data_dir}\n")),
+        "{manifest}"
+    );
+    assert!(
+        manifest.contains("--initial-cluster-token=bosun-restore-"),
+        "{manifest}"
+    );
+    assert!(
+        root.join("/var/lib/etcd/member").is_dir(),
+        "the old data directory must be kept"
+    );
+    assert_eq!(
+        root.read("/etc/kubernetes/manifests/kube-apiserver.yaml"),
+        apiserver_manifest
+    );
+    assert!(
+        runner.starts().last().expect("started").contains(&data_dir),
+        "etcd was not restarted on the new data dir"
+    );
+    let leftovers: Vec<String> = root
+        .listing()
+        .into_iter()
+        .filter(|path| {
+            path.starts_with("/etc/kubernetes/tmp")
+                || path.starts_with("/var/lib/bosun/etcd-restore")
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(
+        stdout(&output).contains(&format!("(revision {revision_at_backup},")),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// One etcd member run directly as a process (the cluster test does not need manifests).
+struct Member {
+    child: Child,
+}
+
+impl Member {
+    fn start(
+        root: &TempRoot,
+        name: &str,
+        address: &str,
+        initial_cluster: &str,
+        state: &str,
+    ) -> Member {
+        let text = etcd_manifest(name, address, initial_cluster, state)
+            .replace("/var/lib/etcd", &format!("/var/lib/etcd-{name}"));
+        let log = std::fs::File::create(root.path().join(format!("{name}.log"))).expect("log");
+        let child = Command::new(ETCD)
+            .args(manifest_command(&text, root.path()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        Member { child }
+    }
+
+    fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn members_json(root: &TempRoot, endpoint: &str) -> Vec<serde_json::Value> {
+    let mut arguments: Vec<String> = vec!["members".into(), "-o".into(), "json".into()];
+    arguments.extend(Pki::flags(endpoint));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let output = bosun_etcd(root, &arguments);
+    assert_success(&output);
+    json(&output).as_array().expect("array").clone()
+}
+
+#[test]
+fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() {
+    if !etcd_available("member_replace") {
+        return;
+    }
+    let root = TempRoot::new();
+    let addresses = ["127.0.42.1", "127.0.42.2", "127.0.42.3", "127.0.42.4"];
+    let _pki = Pki::new(&root, &addresses);
+    let cluster: Vec<String> = addresses[..3]
+        .iter()
+        .enumerate()
+        .map(|(index, address)| format!("m{}=https://{address}:2380", index + 1))
+        .collect();
+    let cluster = cluster.join(",");
+    let mut members: Vec<Member> = addresses[..3]
+        .iter()
+        .enumerate()
+        .map(|(index, address)| {
+            Member::start(&root, &format!("m{}", index + 1), address, &cluster, "new")
+        })
+        .collect();
+    let endpoint = "https://127.0.42.1:2379";
+    wait_for("three healthy members", Duration::from_secs(40), || {
+        let mut arguments: Vec<String> = vec!["check".into()];
+        arguments.extend(Pki::flags(endpoint));
+        let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+        bosun_etcd(&root, &arguments).status.success()
+    });
+    let listed = members_json(&root, endpoint);
+    assert_eq!(listed.len(), 3);
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|member| member["isLeader"] == true)
+            .count(),
+        1,
+        "{listed:?}"
+    );
+
+    members[2].stop();
+    wait_for(
+        "m3 to be reported unhealthy",
+        Duration::from_secs(20),
+        || {
+            members_json(&root, endpoint)
+                .iter()
+                .any(|member| member["name"] == "m3" && member["healthy"] == false)
+        },
+    );
+
+    // m1 is healthy, but with m3 down, removing it leaves one healthy of two voters.
+    let mut arguments: Vec<String> = vec!["member".into(), "remove".into(), "m1".into()];
+    arguments.extend(Pki::flags(endpoint));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let output = bosun_etcd(&root, &arguments);
+    assert_exit(&output, bosun::exit::PREFLIGHT_FAILED);
+    assert!(
+        stderr(&output).contains("would lose quorum"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        members_json(&root, endpoint).len(),
+        3,
+        "a refused removal changed the membership"
+    );
+
+    let mut arguments: Vec<String> = vec![
+        "member".into(),
+        "replace".into(),
+        "m3".into(),
+        "--on".into(),
+        "m4".into(),
+        "--peer-url".into(),
+        "https://127.0.42.4:2380".into(),
+        "-o".into(),
+        "json".into(),
+    ];
+    arguments.extend(Pki::flags(endpoint));
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    let output = bosun_etcd(&root, &arguments);
+    assert_success(&output);
+    let instructions = json(&output);
+    assert_eq!(instructions["initialClusterState"], "existing");
+    let initial_cluster = instructions["initialCluster"]
+        .as_str()
+        .expect("initial cluster")
+        .to_owned();
+    assert!(
+        initial_cluster.contains("m4=https://127.0.42.4:2380") && !initial_cluster.contains("m3="),
+        "{initial_cluster}"
+    );
+    let _fourth = Member::start(&root, "m4", addresses[3], &initial_cluster, "existing");
+    wait_for(
+        "m4 to join and the cluster to be healthy",
+        Duration::from_secs(40),
+        || {
+            let listed = members_json(&root, endpoint);
+            listed.len() == 3
+                && listed.iter().all(|member| member["healthy"] == true)
+                && listed.iter().any(|member| member["name"] == "m4")
+        },
+    );
+}
