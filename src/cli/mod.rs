@@ -2,6 +2,7 @@
 //! `run` that delegates to the library crates.
 
 pub mod etcd;
+pub mod config;
 pub mod status;
 pub mod supervise;
 pub mod workflow;
@@ -58,6 +59,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    Config(config::ConfigArgs),
     Etcd(etcd::EtcdArgs),
     Status(status::StatusArgs),
     #[command(name = "__supervise", hide = true)]
@@ -97,6 +99,7 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
     };
     let _subcommand_matches = matches.subcommand().map(|(_, sub)| sub);
     match &cli.command {
+        Commands::Config(arguments) => config::run(&settings, arguments),
         Commands::Etcd(arguments) => etcd::run(&settings, arguments),
         Commands::Status(arguments) => status::run(&settings, arguments),
         Commands::Supervise(arguments) => supervise::run(&settings, arguments),
