@@ -214,7 +214,7 @@ fn main() {
     }
     let bosun_program = PathBuf::from(env!("CARGO_BIN_EXE_bosun"));
     let etcdctl = PathBuf::from("/usr/bin/etcdctl");
-    let connection = vec![
+    let connection = [
         "--endpoints".to_owned(),
         endpoint.clone(),
         "--cacert".to_owned(),

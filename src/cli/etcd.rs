@@ -33,7 +33,7 @@ pub struct EtcdArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
     #[command(subcommand)]
-    pub command: EtcdCommand,
+    pub command: Box<EtcdCommand>,
 }
 
 /// How to reach etcd (defaults come from the etcd manifest).
@@ -243,7 +243,7 @@ pub struct CheckArgs {
 
 pub fn run(settings: &Settings, arguments: &EtcdArgs) -> Result<(), CliError> {
     let host = settings.read_only_host();
-    match &arguments.command {
+    match arguments.command.as_ref() {
         EtcdCommand::Backup(backup_arguments) => match &backup_arguments.command {
             Some(BackupCommand::Status(status_arguments)) => {
                 backup_status(settings, &host, status_arguments)

@@ -113,6 +113,9 @@ fn parse_meta(page: &[u8]) -> Option<Meta> {
     })
 }
 
+/// Called with (key, value, element flags) for every leaf element.
+type Visitor<'visit> = dyn FnMut(&[u8], &[u8], u32) -> Result<(), BoltError> + 'visit;
+
 struct Reader<'source> {
     source: &'source mut dyn ReadAt,
     page_size: u64,
@@ -152,7 +155,7 @@ impl Reader<'_> {
         &mut self,
         page: &[u8],
         depth: usize,
-        visit: &mut dyn FnMut(&[u8], &[u8], u32) -> Result<(), BoltError>,
+        visit: &mut Visitor<'_>,
     ) -> Result<(), BoltError> {
         if depth > MAX_DEPTH {
             return Err(corrupt("the tree is deeper than any real database"));
@@ -187,11 +190,7 @@ impl Reader<'_> {
     }
 
     /// Walks a bucket given its 16-byte header value (and inline page, if any).
-    fn walk_bucket(
-        &mut self,
-        value: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8], u32) -> Result<(), BoltError>,
-    ) -> Result<(), BoltError> {
+    fn walk_bucket(&mut self, value: &[u8], visit: &mut Visitor<'_>) -> Result<(), BoltError> {
         let root = u64_at(value, 0)?;
         if root == 0 {
             let inline = value
