@@ -14,21 +14,33 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{assert_exit, assert_success, bosun_in, stderr, stdout, TempRoot};
+use crate::support::{assert_exit, assert_success, stderr, stdout, TempRoot};
 
-const ETCD: &str = "/usr/bin/etcd";
-const ETCDCTL: &str = "/usr/bin/etcdctl";
+/// The directory holding etcd and etcdctl (and etcdutl, for 3.5 and later): Debian's /usr/bin, or
+/// `BOSUN_TEST_ETCD_BIN` to run the same tests against another build (the harness's etcd 3.6 under
+/// /var/cache/bosun-e2e/kubernetes-*/bin, for instance).
+fn etcd_bin() -> PathBuf {
+    std::env::var_os("BOSUN_TEST_ETCD_BIN")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin"))
+}
+
+fn etcd_program(name: &str) -> String {
+    etcd_bin().join(name).display().to_string()
+}
 
 /// Whether the real etcd is here; in CI it must be (tests/install-deps installs it).
 fn etcd_available(test: &str) -> bool {
-    if Path::new(ETCD).is_file() && Path::new(ETCDCTL).is_file() {
+    let (etcd, etcdctl) = (etcd_program("etcd"), etcd_program("etcdctl"));
+    if Path::new(&etcd).is_file() && Path::new(&etcdctl).is_file() {
         return true;
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "{test} needs {ETCD} and {ETCDCTL}: run tests/install-deps"
+        "{test} needs {etcd} and {etcdctl}: run tests/install-deps"
     );
-    eprintln!("!!!!!!!! SKIPPED {test}: {ETCD} or {ETCDCTL} is missing (run tests/install-deps)");
+    eprintln!("!!!!!!!! SKIPPED {test}: {etcd} or {etcdctl} is missing (run tests/install-deps)");
     false
 }
 
@@ -155,7 +167,7 @@ impl Pki {
     }
 
     fn etcdctl(&self, endpoint: &str, arguments: &[&str]) -> String {
-        let mut command = Command::new(ETCDCTL);
+        let mut command = Command::new(etcd_program("etcdctl"));
         command
             .env("ETCDCTL_API", "3")
             .args([
@@ -301,7 +313,7 @@ impl ManifestRunner {
                                 .append(true)
                                 .open(&log)
                                 .expect("log");
-                            let child = Command::new(ETCD)
+                            let child = Command::new(etcd_program("etcd"))
                                 .args(&arguments)
                                 .stdin(Stdio::null())
                                 .stdout(output.try_clone().expect("log"))
@@ -363,7 +375,20 @@ fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) 
 fn bosun_etcd(root: &TempRoot, arguments: &[&str]) -> std::process::Output {
     let mut all = vec!["etcd"];
     all.extend_from_slice(arguments);
-    bosun_in(root, &all)
+    // bosun finds etcdutl/etcdctl for restores on the PATH, as on a node.
+    let path = format!(
+        "{}:{}",
+        etcd_bin().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bosun"));
+    command
+        .env_remove("BOSUN_ROOT")
+        .env("PATH", path)
+        .arg("--root")
+        .arg(root.path())
+        .args(&all);
+    command.output().expect("run bosun")
 }
 
 fn json(output: &std::process::Output) -> serde_json::Value {
@@ -535,21 +560,41 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
     let plain = root.join("/backups/plain.db").display().to_string();
     pki.etcdctl(&endpoint, &["snapshot", "save", &plain]);
     let theirs: serde_json::Value = serde_json::from_str(
-        &run(ETCDCTL, &["snapshot", "status", &plain, "-w", "json"])
-            .stdout
-            .iter()
-            .map(|&b| b as char)
-            .collect::<String>(),
+        &{
+            // etcd 3.6 moved `snapshot status` from etcdctl to etcdutl.
+            let etcdutl = etcd_program("etcdutl");
+            let tool = if Path::new(&etcdutl).is_file() {
+                etcdutl
+            } else {
+                etcd_program("etcdctl")
+            };
+            run(&tool, &["snapshot", "status", &plain, "-w", "json"])
+        }
+        .stdout
+        .iter()
+        .map(|&b| b as char)
+        .collect::<String>(),
     )
     .expect("etcdctl json");
     let ours = json(&bosun_etcd(
         &root,
         &["backup", "status", "/backups/plain.db", "-o", "json"],
     ));
-    for field in ["hash", "revision", "totalKey", "totalSize"] {
+    // etcdutl (3.5+) counts the revisions in the `key` bucket; etcd 3.4's etcdctl counted every bucket's entries.
+    let their_count = if Path::new(&etcd_program("etcdutl")).is_file() {
+        "totalKey"
+    } else {
+        "totalEntries"
+    };
+    for (field, ours_field) in [
+        ("hash", "hash"),
+        ("revision", "revision"),
+        ("totalKey", their_count),
+        ("totalSize", "totalSize"),
+    ] {
         assert_eq!(
-            ours[field], theirs[field],
-            "{field}: ours {ours}, etcdctl {theirs}"
+            ours[ours_field], theirs[field],
+            "{field}: ours {ours}, etcd's {theirs}"
         );
     }
 
@@ -691,7 +736,7 @@ impl Member {
         let text = etcd_manifest(name, address, initial_cluster, state)
             .replace("/var/lib/etcd", &format!("/var/lib/etcd-{name}"));
         let log = std::fs::File::create(root.path().join(format!("{name}.log"))).expect("log");
-        let child = Command::new(ETCD)
+        let child = Command::new(etcd_program("etcd"))
             .args(manifest_command(&text, root.path()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))

@@ -2,8 +2,9 @@
 //!
 //! The numbers are computed exactly as `etcdctl snapshot status` computes them, so the two can be compared: the hash
 //! is CRC-32C over every top-level bucket name followed by each of its keys and values in key order, the revision is
-//! the main revision of the last key in the `key` bucket, the key count counts every key of every bucket, and the size
-//! is the database's page high-water mark.
+//! the main revision of the last key in the `key` bucket, the key count counts the entries of the `key` bucket (every
+//! revision of every key, as etcd 3.5 and later count it; etcd 3.4's etcdctl counted the entries of all buckets, which
+//! [`DatabaseStats::total_entries`] gives), and the size is the database's page high-water mark.
 //!
 //! The reader asks its [`ReadAt`] source for one page at a time and holds only the pages on the path from the root
 //! to the current leaf, so memory stays flat however large the database is.
@@ -29,8 +30,10 @@ pub struct DatabaseStats {
     pub hash: u32,
     /// The newest revision in the database.
     pub revision: i64,
-    /// Keys in every bucket (etcd's `totalKey`, which counts revisions and internal buckets too).
+    /// Entries of the `key` bucket: every stored revision of every key (`etcdutl snapshot status`'s `totalKey`).
     pub total_keys: u64,
+    /// Entries of every bucket (etcd 3.4 `etcdctl snapshot status`'s `totalKey`).
+    pub total_entries: u64,
     /// Size of the database in bytes.
     pub total_size: u64,
 }
@@ -253,6 +256,7 @@ pub fn stats(source: &mut dyn ReadAt, length: u64) -> Result<DatabaseStats, Bolt
     let mut crc: u32 = 0;
     let mut revision: i64 = 0;
     let mut total_keys: u64 = 0;
+    let mut total_entries: u64 = 0;
     let root_page = reader.page(meta.root)?;
     let mut buckets: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     reader.walk(&root_page, 0, &mut |name, value, flags| {
@@ -279,7 +283,10 @@ pub fn stats(source: &mut dyn ReadAt, length: u64) -> Result<DatabaseStats, Bolt
                 main.copy_from_slice(&key[..8]);
                 revision = i64::from_be_bytes(main);
             }
-            total_keys += 1;
+            if is_key_bucket {
+                total_keys += 1;
+            }
+            total_entries += 1;
             Ok(())
         })?;
     }
@@ -287,6 +294,7 @@ pub fn stats(source: &mut dyn ReadAt, length: u64) -> Result<DatabaseStats, Bolt
         hash: crc,
         revision,
         total_keys,
+        total_entries,
         total_size,
     })
 }
@@ -358,6 +366,7 @@ mod tests {
         let stats = stats(&mut std::io::Cursor::new(&file), file.len() as u64).expect("stats");
         assert_eq!(stats.revision, 9);
         assert_eq!(stats.total_keys, 3);
+        assert_eq!(stats.total_entries, 3);
         assert_eq!(stats.total_size, 3 * 4096);
         let mut expected = crc32c::crc32c(b"key");
         for revision in [2u64, 3, 9] {

@@ -249,8 +249,11 @@ pub struct BackupHeader {
     pub created: String,
     /// The newest revision in the snapshot.
     pub revision: i64,
-    /// Keys in the database, counted as `etcdctl snapshot status` counts them.
+    /// Entries of the `key` bucket (every revision of every key), as `etcdutl snapshot status` counts them.
     pub total_keys: u64,
+    /// Entries of every bucket, as etcd 3.4's `etcdctl snapshot status` counted them.
+    #[serde(default)]
+    pub total_entries: u64,
     /// The bolt database size.
     pub total_size: u64,
     /// `etcdctl snapshot status`'s hash (CRC-32C of the database contents).
@@ -724,6 +727,7 @@ mod tests {
             created: "2026-12-01T12:00:00Z".to_owned(),
             revision: 42,
             total_keys: 7,
+            total_entries: 9,
             total_size: digest.database_bytes(),
             hash: 1,
             snapshot_bytes: digest.total_bytes,
