@@ -90,7 +90,9 @@ impl Printer {
                 }
             }
             Event::PhaseSkipped { phase, reason } => {
-                self.line(&format!("[{phase}] skipped: {reason}"))
+                if !self.quiet {
+                    self.line(&format!("[{phase}] skipped: {reason}"))
+                }
             }
             Event::Artefact {
                 phase,

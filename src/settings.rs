@@ -1,12 +1,14 @@
 //! Settings resolved once, before a command runs: global flags and environment, turned into one value.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use bosun_config::{Config, HostFacts};
 
 use bosun_phases::host::Host;
 
 use crate::error::CliError;
 use crate::exit;
-use crate::host::{self, lock, ServiceBackend};
+use crate::host::{self, facts, lock, ServiceBackend};
 use crate::output::{OutputFormat, Printer};
 
 /// Everything a command needs to know about where and how to run.
@@ -58,5 +60,37 @@ impl Settings {
 
     pub fn printer(&self) -> Printer {
         Printer::new(self.output, self.quiet)
+    }
+}
+
+impl Settings {
+    /// The configuration a command runs with: the file the user named (read from the real machine, not from
+    /// under `--root`), or the embedded defaults; defaulted with this machine's facts and validated.
+    pub fn load_config(&self, path: Option<&Path>) -> Result<Config, CliError> {
+        let machine = facts::gather();
+        let host_facts = HostFacts {
+            hostname: machine.hostname.clone(),
+            default_address: machine.default_ipv4.or(machine.default_ipv6),
+        };
+        let Some(path) = path else {
+            return Ok(bosun_config::defaults(&host_facts));
+        };
+        let bytes = host::local::read_user_file(path).map_err(|error| {
+            CliError::invalid_config(error.to_string())
+                .with_hint("pass an existing kubeadm configuration file with --config")
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            CliError::invalid_config(format!(
+                "the configuration file {} is not UTF-8 text",
+                path.display()
+            ))
+        })?;
+        bosun_config::load(&path.display().to_string(), &text, &host_facts).map_err(|error| {
+            let mut cli = CliError::invalid_config(error.to_string());
+            if let Some(hint) = error.hint() {
+                cli = cli.with_hint(hint);
+            }
+            cli
+        })
     }
 }

@@ -1,10 +1,12 @@
 //! The command line: one file per command, each with its clap structs (whose doc comments are the help) and one
 //! `run` that delegates to the library crates.
 
-pub mod etcd;
 pub mod config;
+pub mod etcd;
+pub mod init;
 pub mod status;
 pub mod supervise;
+pub mod token;
 pub mod workflow;
 
 use std::path::PathBuf;
@@ -61,14 +63,16 @@ pub struct GlobalArgs {
 pub enum Commands {
     Config(config::ConfigArgs),
     Etcd(etcd::EtcdArgs),
+    Init(init::InitArgs),
     Status(status::StatusArgs),
+    Token(token::TokenArgs),
     #[command(name = "__supervise", hide = true)]
     Supervise(supervise::SuperviseArgs),
 }
 
 /// The full command tree, with the generated `phase` subcommands attached.
 pub fn command() -> clap::Command {
-    Cli::command()
+    Cli::command().mut_subcommand("init", |command| command.subcommand(init::phase_command()))
 }
 
 /// Parses the command line and runs the command.
@@ -97,11 +101,16 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
         quiet: cli.global.quiet,
         service_backend: cli.global.service_backend,
     };
-    let _subcommand_matches = matches.subcommand().map(|(_, sub)| sub);
+    let subcommand_matches = matches
+        .subcommand()
+        .map(|(_, sub)| sub.clone())
+        .unwrap_or_default();
     match &cli.command {
         Commands::Config(arguments) => config::run(&settings, arguments),
         Commands::Etcd(arguments) => etcd::run(&settings, arguments),
+        Commands::Init(arguments) => init::run(&settings, arguments, &subcommand_matches),
         Commands::Status(arguments) => status::run(&settings, arguments),
+        Commands::Token(arguments) => token::run(&settings, arguments),
         Commands::Supervise(arguments) => supervise::run(&settings, arguments),
     }
 }

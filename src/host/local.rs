@@ -183,6 +183,27 @@ impl Files for LocalFiles {
     }
 }
 
+/// Reads a file the user named on the command line (a configuration file, a backup), outside the node root.
+///
+/// Errors name the file and say what is wrong in words (never `Os { code: 2 }`).
+pub fn read_user_file(path: &Path) -> Result<Vec<u8>, HostError> {
+    fs::read(path).map_err(|error| HostError::file("read", path, &error))
+}
+
+/// Writes a file the user named on the command line, atomically (temporary file in the same directory, synced,
+/// renamed), with `mode`.
+pub fn write_user_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError> {
+    let absolute = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|error| HostError::file("resolve", path, &error))?
+            .join(path)
+    };
+    let files = LocalFiles::new("/");
+    files.write_atomic(&absolute, contents, mode)
+}
+
 /// Programs run on this machine.
 #[derive(Debug, Clone, Default)]
 pub struct LocalCommands;

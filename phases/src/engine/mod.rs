@@ -148,12 +148,19 @@ impl<C> Phase<C> {
         self
     }
 
-    /// Skips the phase (and its children) when the condition returns a reason.
+    /// Skips the phase (and its children) when the condition returns a reason. Conditions added later are checked
+    /// after the earlier ones; the first reason wins.
     pub fn skip_if(
         mut self,
         condition: impl Fn(&C) -> Option<String> + Send + Sync + 'static,
-    ) -> Self {
-        self.skip_if = Some(Arc::new(condition));
+    ) -> Self
+    where
+        C: 'static,
+    {
+        self.skip_if = Some(match self.skip_if.take() {
+            None => Arc::new(condition),
+            Some(earlier) => Arc::new(move |data: &C| earlier(data).or_else(|| condition(data))),
+        });
         self
     }
 
@@ -584,6 +591,8 @@ pub fn run<C>(
     };
     // Conditions first: a phase skipped by its condition makes nothing, and its children are skipped with it.
     let mut plan: Vec<(&Selected<'_, C>, Option<String>)> = Vec::new();
+    // Phases skipped because an ancestor is: recorded in the report, but not announced one by one.
+    let mut skipped_with_ancestor: BTreeSet<String> = BTreeSet::new();
     for candidate in &selected {
         let inherited = plan.iter().rev().find_map(|(earlier, reason)| {
             let is_ancestor = candidate
@@ -594,6 +603,9 @@ pub fn run<C>(
                 _ => None,
             }
         });
+        if inherited.is_some() {
+            skipped_with_ancestor.insert(candidate.full_name.clone());
+        }
         let reason = inherited.or_else(|| skipped_reason(candidate));
         plan.push((candidate, reason));
     }
@@ -635,10 +647,12 @@ pub fn run<C>(
     };
     for (candidate, reason) in plan {
         if let Some(reason) = reason {
-            sink.emit(Event::PhaseSkipped {
-                phase: candidate.full_name.clone(),
-                reason: reason.clone(),
-            });
+            if !skipped_with_ancestor.contains(&candidate.full_name) {
+                sink.emit(Event::PhaseSkipped {
+                    phase: candidate.full_name.clone(),
+                    reason: reason.clone(),
+                });
+            }
             report.phases.push(PhaseRecord {
                 phase: candidate.full_name.clone(),
                 status: PhaseStatus::Skipped { reason },

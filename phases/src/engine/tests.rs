@@ -355,6 +355,38 @@ fn a_condition_skips_the_phase_and_its_children_with_a_reason() {
         ]
     );
     assert!(!files.exists(Path::new("/b/one")).expect("exists"));
+    let announced: Vec<String> = sink
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::PhaseSkipped { phase, .. } => Some(phase),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        announced,
+        ["b"],
+        "children skipped with their parent are recorded but not announced one by one"
+    );
+}
+
+#[test]
+fn later_conditions_are_checked_after_earlier_ones() {
+    let phase = Phase::<Data>::new("p", "")
+        .skip_if(|data: &Data| data.skip_b.then(|| "first".to_owned()))
+        .skip_if(|data: &Data| (data.greeting == "quiet").then(|| "second".to_owned()));
+    let condition = phase.skip_if.as_ref().expect("a condition");
+    assert_eq!(condition(&data()), None);
+    let both = Data {
+        greeting: "quiet".to_owned(),
+        skip_b: true,
+    };
+    assert_eq!(condition(&both).as_deref(), Some("first"));
+    let second_only = Data {
+        greeting: "quiet".to_owned(),
+        skip_b: false,
+    };
+    assert_eq!(condition(&second_only).as_deref(), Some("second"));
 }
 
 #[test]

@@ -1,0 +1,102 @@
+//! `bosun init`: build the first control-plane node, phase by phase.
+
+use std::path::PathBuf;
+
+use bosun_phases::engine::RunOptions;
+use bosun_phases::init::{self, InitData};
+use clap::{ArgMatches, Args};
+
+use crate::cli::workflow;
+use crate::error::CliError;
+use crate::settings::Settings;
+
+/// Build a Kubernetes control plane on this host, phase by phase.
+///
+/// Every phase compares the host with what it should be and changes only the difference, so a failed run is fixed
+/// by running the same command again. Without `--config` the embedded defaults are used (see
+/// `bosun config print init-defaults`).
+///
+/// Examples:
+///   bosun init --config cluster.yaml
+///   bosun init --config cluster.yaml --dry-run
+///   bosun init phase certs all --config cluster.yaml
+///   bosun init --root /tmp/bosun-demo --offline
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// A kubeadm configuration file (kubeadm.k8s.io/v1beta3 or v1beta4, several documents).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Change nothing; print a diff of every file that would be written (keys redacted) and every command.
+    #[arg(long, global = true)]
+    pub dry_run: bool,
+    /// Phases to leave out, with their sub-phases (comma-separated, e.g. `preflight,addon/kube-proxy`).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "PHASES")]
+    pub skip_phases: Vec<String>,
+    /// Preflight checks whose errors become warnings (comma-separated check names, or `all`).
+    #[arg(long, global = true, value_delimiter = ',', value_name = "CHECKS")]
+    pub ignore_preflight_errors: Vec<String>,
+    /// A directory of templates that replace the embedded ones (same file names as `templates/`).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub templates_dir: Option<PathBuf>,
+    /// Write files only; skip every phase that needs a live node (preflight, kubelet, runtime, API server). For
+    /// building node images, or for looking at what init makes under a scratch `--root`.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Upload the control-plane certificates, encrypted with the certificate key, to the kubeadm-certs Secret so that
+    /// `bosun join --control-plane --certificate-key K` can fetch them (they expire after 2 hours).
+    #[arg(long, global = true)]
+    pub upload_certs: bool,
+    /// kube-proxy DaemonSet rollout: how many nodes (or what percentage) may be without kube-proxy during an update.
+    #[arg(long, global = true, default_value = "1", value_name = "N|P%")]
+    pub kube_proxy_max_unavailable: String,
+    /// kube-proxy DaemonSet rollout: how many extra pods (or what percentage) may run during an update.
+    #[arg(long, global = true, default_value = "0", value_name = "N|P%")]
+    pub kube_proxy_max_surge: String,
+}
+
+/// The generated `init phase …` subcommands.
+pub fn phase_command() -> clap::Command {
+    workflow::phase_command(&init::workflow())
+}
+
+pub fn run(
+    settings: &Settings,
+    arguments: &InitArgs,
+    matches: &ArgMatches,
+) -> Result<(), CliError> {
+    let config = settings.load_config(arguments.config.as_deref())?;
+    let mut skip = arguments.skip_phases.clone();
+    if skip.is_empty() {
+        skip = config.init.skip_phases.clone();
+    }
+    let mut data = InitData::new(config);
+    data.ignore_preflight_errors = arguments
+        .ignore_preflight_errors
+        .iter()
+        .chain(
+            data.config
+                .init
+                .node_registration
+                .ignore_preflight_errors
+                .iter(),
+        )
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect();
+    data.templates_dir = arguments.templates_dir.clone();
+    data.offline = arguments.offline;
+    data.node = crate::host::facts::node_facts(&bosun_phases::node::fact_request(&data.config));
+    data.cluster.connector = Some(std::sync::Arc::new(crate::host::kube::KubeConnector));
+    data.cluster.upload_certs = arguments.upload_certs;
+    data.cluster.kube_proxy_rollout = bosun_phases::cluster::Rollout {
+        max_unavailable: arguments.kube_proxy_max_unavailable.clone(),
+        max_surge: arguments.kube_proxy_max_surge.clone(),
+    };
+    let workflow = init::workflow();
+    let options = RunOptions {
+        target: workflow::chosen_phase(matches),
+        skip,
+    };
+    workflow::execute(settings, &workflow, &data, &options, arguments.dry_run)?;
+    Ok(())
+}
