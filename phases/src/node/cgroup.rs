@@ -56,7 +56,11 @@ pub fn host_driver(facts: &NodeFacts) -> CgroupDriver {
 ///
 /// `configured` is the KubeletConfiguration's `cgroupDriver` and `set_by_user` whether the user's document set it
 /// (kubeadm's own default `systemd` is not a user's choice).
-pub fn decide(configured: &str, set_by_user: bool, facts: &NodeFacts) -> Result<CgroupDriver, NodeError> {
+pub fn decide(
+    configured: &str,
+    set_by_user: bool,
+    facts: &NodeFacts,
+) -> Result<CgroupDriver, NodeError> {
     let host = host_driver(facts);
     if !set_by_user || configured.is_empty() {
         return Ok(host);
@@ -158,7 +162,10 @@ mod tests {
     fn systemd_without_systemd_is_refused_with_an_explanation() {
         let error = decide("systemd", true, &facts(false)).expect_err("mismatch");
         let message = error.to_string();
-        assert!(message.contains("systemd is not PID 1 on host node-1"), "{message}");
+        assert!(
+            message.contains("systemd is not PID 1 on host node-1"),
+            "{message}"
+        );
         assert!(error.hint().unwrap_or_default().contains("cgroupfs"));
     }
 

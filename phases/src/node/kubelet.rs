@@ -60,10 +60,7 @@ pub fn config_file(
         map.remove("apiVersion");
         map.remove("kind");
     }
-    let body = bosun_config::yaml::to_string_sorted(&value).map_err(|error| NodeError::Invalid {
-        what: "KubeletConfiguration".to_owned(),
-        reason: error.to_string(),
-    })?;
+    let body = crate::render::to_yaml(&value);
     let body = if body.trim() == "{}" {
         String::new()
     } else {
@@ -121,10 +118,7 @@ pub fn service(kubelet_binary: &Path) -> ServiceSpec {
             "$KUBELET_KUBEADM_ARGS".to_owned(),
             "$KUBELET_EXTRA_ARGS".to_owned(),
         ]),
-        environment_files: vec![
-            paths::KUBELET_FLAGS_ENV.into(),
-            KUBELET_DEFAULTS_ENV.into(),
-        ],
+        environment_files: vec![paths::KUBELET_FLAGS_ENV.into(), KUBELET_DEFAULTS_ENV.into()],
         restart_after_seconds: 10,
     }
 }

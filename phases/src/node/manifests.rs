@@ -84,20 +84,27 @@ impl ProbeTimings {
         }
     }
 
-    fn probes(&self, host: Option<String>, scheme: &str, port: &str, paths: [Option<&str>; 3]) -> Vec<Probe> {
+    fn probes(
+        &self,
+        host: Option<String>,
+        scheme: &str,
+        port: &str,
+        paths: [Option<&str>; 3],
+    ) -> Vec<Probe> {
         let [liveness, readiness, startup] = paths;
         let mut probes = Vec::new();
-        let probe = |kind, path: &str, initial_delay_seconds, period_seconds, failure_threshold| Probe {
-            kind,
-            host: host.clone(),
-            path: path.to_owned(),
-            port: port.to_owned(),
-            scheme: scheme.to_owned(),
-            initial_delay_seconds,
-            timeout_seconds: 15,
-            period_seconds,
-            failure_threshold,
-        };
+        let probe =
+            |kind, path: &str, initial_delay_seconds, period_seconds, failure_threshold| Probe {
+                kind,
+                host: host.clone(),
+                path: path.to_owned(),
+                port: port.to_owned(),
+                scheme: scheme.to_owned(),
+                initial_delay_seconds,
+                timeout_seconds: 15,
+                period_seconds,
+                failure_threshold,
+            };
         if let Some(path) = liveness {
             probes.push(probe(ProbeKind::Liveness, path, 10, 10, 8));
         }
@@ -135,7 +142,12 @@ fn pki(config: &Config, relative: &str) -> String {
     )
 }
 
-fn volume(name: &str, path: &str, path_type: &str, read_only: bool) -> (HostPathVolume, VolumeMount) {
+fn volume(
+    name: &str,
+    path: &str,
+    path_type: &str,
+    read_only: bool,
+) -> (HostPathVolume, VolumeMount) {
     (
         HostPathVolume {
             name: name.to_owned(),
@@ -154,7 +166,12 @@ fn volume(name: &str, path: &str, path_type: &str, read_only: bool) -> (HostPath
 fn ca_dir_volumes(facts: &ManifestFacts) -> Vec<(HostPathVolume, VolumeMount)> {
     CA_CERT_DIRS
         .iter()
-        .filter(|(_, path)| facts.existing_ca_dirs.iter().any(|existing| existing == path))
+        .filter(|(_, path)| {
+            facts
+                .existing_ca_dirs
+                .iter()
+                .any(|existing| existing == path)
+        })
         .map(|(name, path)| volume(name, path, "DirectoryOrCreate", true))
         .collect()
 }
@@ -280,7 +297,9 @@ fn advertise_address(config: &Config) -> Result<IpAddr, NodeError> {
     config.advertise_address().map_err(NodeError::Config)
 }
 
-fn component_extra(component: &ControlPlaneComponent) -> (&[Arg], &[HostPathMount], &[ConfigEnvVar]) {
+fn component_extra(
+    component: &ControlPlaneComponent,
+) -> (&[Arg], &[HostPathMount], &[ConfigEnvVar]) {
     (
         &component.extra_args,
         &component.extra_volumes,
@@ -300,7 +319,11 @@ fn local_etcd_servers(config: &Config, advertise: IpAddr) -> String {
     {
         return urls.to_owned();
     }
-    let loopback = if advertise.is_ipv6() { "::1" } else { "127.0.0.1" };
+    let loopback = if advertise.is_ipv6() {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
     format!("https://{}", host_port(loopback, ETCD_CLIENT_PORT))
 }
 
@@ -332,11 +355,26 @@ pub fn kube_apiserver(config: &Config, facts: &ManifestFacts) -> Result<StaticPo
             "kubelet-preferred-address-types",
             "InternalIP,ExternalIP,Hostname".to_owned(),
         ),
-        ("proxy-client-cert-file", pki(config, "front-proxy-client.crt")),
-        ("proxy-client-key-file", pki(config, "front-proxy-client.key")),
-        ("requestheader-allowed-names", "front-proxy-client".to_owned()),
-        ("requestheader-client-ca-file", pki(config, "front-proxy-ca.crt")),
-        ("requestheader-extra-headers-prefix", "X-Remote-Extra-".to_owned()),
+        (
+            "proxy-client-cert-file",
+            pki(config, "front-proxy-client.crt"),
+        ),
+        (
+            "proxy-client-key-file",
+            pki(config, "front-proxy-client.key"),
+        ),
+        (
+            "requestheader-allowed-names",
+            "front-proxy-client".to_owned(),
+        ),
+        (
+            "requestheader-client-ca-file",
+            pki(config, "front-proxy-ca.crt"),
+        ),
+        (
+            "requestheader-extra-headers-prefix",
+            "X-Remote-Extra-".to_owned(),
+        ),
         ("requestheader-group-headers", "X-Remote-Group".to_owned()),
         ("requestheader-username-headers", "X-Remote-User".to_owned()),
         ("secure-port", port.to_string()),
@@ -393,7 +431,8 @@ pub fn kube_apiserver(config: &Config, facts: &ManifestFacts) -> Result<StaticPo
                     .map(|parent| parent.display().to_string())
                     .unwrap_or_else(|| "/".to_owned());
                 let covered = mounted.iter().any(|existing| {
-                    directory == *existing || directory.starts_with(&format!("{}/", existing.trim_end_matches('/')))
+                    directory == *existing
+                        || directory.starts_with(&format!("{}/", existing.trim_end_matches('/')))
                 });
                 if !covered {
                     volumes.push(volume(
@@ -473,7 +512,10 @@ pub fn kube_controller_manager(
         ("controllers", "*,bootstrapsigner,tokencleaner".to_owned()),
         ("kubeconfig", kubeconfig.clone()),
         ("leader-elect", "true".to_owned()),
-        ("requestheader-client-ca-file", pki(config, "front-proxy-ca.crt")),
+        (
+            "requestheader-client-ca-file",
+            pki(config, "front-proxy-ca.crt"),
+        ),
         ("root-ca-file", pki(config, "ca.crt")),
         ("service-account-private-key-file", pki(config, "sa.key")),
         ("use-service-account-credentials", "true".to_owned()),
@@ -500,7 +542,12 @@ pub fn kube_controller_manager(
             true,
         ),
         volume("kubeconfig", &kubeconfig, "FileOrCreate", true),
-        volume("flexvolume-dir", &flexvolume_dir, "DirectoryOrCreate", false),
+        volume(
+            "flexvolume-dir",
+            &flexvolume_dir,
+            "DirectoryOrCreate",
+            false,
+        ),
     ];
     volumes.extend(ca_dir_volumes(facts));
     let probe_host = probe_host_from_bind(value_of(extra_args, "bind-address"));
@@ -591,14 +638,22 @@ pub fn etcd(
     members: &[EtcdMember],
 ) -> Result<StaticPod, NodeError> {
     let cluster = &config.cluster;
-    let local = cluster.etcd.local.as_ref().ok_or_else(|| NodeError::Invalid {
-        what: "ClusterConfiguration etcd".to_owned(),
-        reason: "etcd is external, so bosun runs no local etcd".to_owned(),
-    })?;
+    let local = cluster
+        .etcd
+        .local
+        .as_ref()
+        .ok_or_else(|| NodeError::Invalid {
+            what: "ClusterConfiguration etcd".to_owned(),
+            reason: "etcd is external, so bosun runs no local etcd".to_owned(),
+        })?;
     let advertise = advertise_address(config)?;
     let node_name = config.node_registration().name.clone();
     let advertise_host = advertise.to_string();
-    let loopback = if advertise.is_ipv6() { "::1" } else { "127.0.0.1" };
+    let loopback = if advertise.is_ipv6() {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
     let client_url = format!("https://{}", host_port(&advertise_host, ETCD_CLIENT_PORT));
     let peer_url = format!("https://{}", host_port(&advertise_host, ETCD_PEER_PORT));
     let metrics_url = format!("http://{}", host_port(loopback, ETCD_METRICS_PORT));
@@ -669,10 +724,11 @@ pub fn etcd(
         .next()
         .unwrap_or_default()
         .to_owned();
-    let (probe_scheme, probe_host, probe_port) = split_url(&metrics).ok_or_else(|| NodeError::Invalid {
-        what: "ClusterConfiguration etcd.local.extraArgs listen-metrics-urls".to_owned(),
-        reason: format!("{metrics:?} is not a URL with a host and a port"),
-    })?;
+    let (probe_scheme, probe_host, probe_port) =
+        split_url(&metrics).ok_or_else(|| NodeError::Invalid {
+            what: "ClusterConfiguration etcd.local.extraArgs listen-metrics-urls".to_owned(),
+            reason: format!("{metrics:?} is not a URL with a host and a port"),
+        })?;
     let probes = ProbeTimings::from_config(config).probes(
         Some(probe_host),
         &probe_scheme,
@@ -717,8 +773,12 @@ fn split_url(url: &str) -> Option<(String, String, u16)> {
     } else {
         authority.rsplit_once(':')?
     };
-    Some((scheme.to_ascii_uppercase(), host.to_owned(), port.parse().ok()?))
+    Some((
+        scheme.to_ascii_uppercase(),
+        host.to_owned(),
+        port.parse().ok()?,
+    ))
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -58,7 +58,9 @@ pub struct PatchSet {
 impl PatchSet {
     /// The patches for `target`, in application order.
     pub fn for_target<'a>(&'a self, target: &'a str) -> impl Iterator<Item = &'a PatchFile> + 'a {
-        self.patches.iter().filter(move |patch| patch.target == target)
+        self.patches
+            .iter()
+            .filter(move |patch| patch.target == target)
     }
 
     pub fn has_target(&self, target: &str) -> bool {
@@ -133,7 +135,11 @@ pub fn load(files: &dyn Files, directory: &Path) -> Result<PatchSet, NodeError> 
     Ok(set)
 }
 
-fn parse_documents(path: &Path, text: &str, patch_type: PatchType) -> Result<Vec<Value>, NodeError> {
+fn parse_documents(
+    path: &Path,
+    text: &str,
+    patch_type: PatchType,
+) -> Result<Vec<Value>, NodeError> {
     let patch_error = |reason: String| NodeError::Patch {
         path: path.to_path_buf(),
         reason,
@@ -195,8 +201,13 @@ pub fn apply(set: &PatchSet, target: &str, object: &mut Value) -> Result<bool, N
 fn merge_key(path: &[String]) -> Option<&'static str> {
     let last = path.last()?.as_str();
     match last {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env"
-        | "imagePullSecrets" | "resourceClaims" => Some("name"),
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
+        | "resourceClaims" => Some("name"),
         "volumeMounts" => Some("mountPath"),
         "volumeDevices" => Some("devicePath"),
         "ports" => Some("containerPort"),
@@ -241,12 +252,10 @@ fn strategic_merge(target: &mut Value, patch: &Value, path: &[String]) {
                     strategic_merge(existing, value, &child_path);
                 }
             }
-            (Some(Value::Array(existing)), Value::Array(items)) => {
-                match merge_key(&child_path) {
-                    Some(merge_key) => merge_list(existing, items, merge_key, &child_path),
-                    None => *existing = items.clone(),
-                }
-            }
+            (Some(Value::Array(existing)), Value::Array(items)) => match merge_key(&child_path) {
+                Some(merge_key) => merge_list(existing, items, merge_key, &child_path),
+                None => *existing = items.clone(),
+            },
             _ => {
                 let mut fresh = Value::Null;
                 strategic_merge_into_new(&mut fresh, value, &child_path);
@@ -383,10 +392,7 @@ mod tests {
         let mut object = pod();
         apply(&set, "kube-apiserver", &mut object).expect("apply");
         assert_eq!(object["metadata"]["labels"], json!({}));
-        assert_eq!(
-            object["spec"]["containers"][0]["volumeMounts"],
-            json!([])
-        );
+        assert_eq!(object["spec"]["containers"][0]["volumeMounts"], json!([]));
     }
 
     #[test]
@@ -420,7 +426,10 @@ mod tests {
         )]);
         let mut object = pod();
         let error = apply(&set, "etcd", &mut object).expect_err("bad path");
-        assert!(error.to_string().contains("/patches/etcd+json.yaml"), "{error}");
+        assert!(
+            error.to_string().contains("/patches/etcd+json.yaml"),
+            "{error}"
+        );
     }
 
     #[test]

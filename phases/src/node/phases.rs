@@ -37,7 +37,10 @@ fn file(path: impl Into<PathBuf>) -> Artefact {
 pub fn fact_request(config: &Config) -> FactRequest {
     FactRequest {
         ports: preflight::ports(config),
-        sysctls: preflight::SYSCTLS.iter().map(|name| (*name).to_owned()).collect(),
+        sysctls: preflight::SYSCTLS
+            .iter()
+            .map(|name| (*name).to_owned())
+            .collect(),
         hostname: config.node_registration().name.clone(),
     }
 }
@@ -58,13 +61,20 @@ fn patch_set(host: &Host, config: &Config) -> Result<Option<PatchSet>, NodeError
         .map(|patches| patches.directory.clone())
         .filter(|directory| !directory.is_empty());
     match directory {
-        Some(directory) => Ok(Some(patches::load(host.files.as_ref(), Path::new(&directory))?)),
+        Some(directory) => Ok(Some(patches::load(
+            host.files.as_ref(),
+            Path::new(&directory),
+        )?)),
         None => Ok(None),
     }
 }
 
 /// The node facts the manifests depend on.
-pub fn manifest_facts(host: &Host, config: &Config, node: &NodeFacts) -> Result<ManifestFacts, NodeError> {
+pub fn manifest_facts(
+    host: &Host,
+    config: &Config,
+    node: &NodeFacts,
+) -> Result<ManifestFacts, NodeError> {
     let mut existing_ca_dirs = Vec::new();
     for (_, path) in CA_CERT_DIRS {
         if host.files.exists(Path::new(path))? {
@@ -72,7 +82,8 @@ pub fn manifest_facts(host: &Host, config: &Config, node: &NodeFacts) -> Result<
         }
     }
     let pki = NodePaths::new(config.cluster.certificates_dir.clone(), "/var/lib/etcd");
-    let external_ca = host.files.exists(&pki.pki("ca.crt"))? && !host.files.exists(&pki.pki("ca.key"))?;
+    let external_ca =
+        host.files.exists(&pki.pki("ca.crt"))? && !host.files.exists(&pki.pki("ca.key"))?;
     Ok(ManifestFacts {
         existing_ca_dirs,
         external_ca,
@@ -92,13 +103,14 @@ pub fn render_manifest(
         format: "YAML",
         reason,
     };
-    let value = bosun_config::yaml::value_from_str(&text).map_err(|error| rendered(error.to_string()))?;
+    let value =
+        bosun_config::yaml::value_from_str(&text).map_err(|error| rendered(error.to_string()))?;
     let Some(set) = patch_set.filter(|set| set.has_target(&pod.name)) else {
         return Ok(text);
     };
     let mut object = serde_json::to_value(&value).map_err(|error| rendered(error.to_string()))?;
     patches::apply(set, &pod.name, &mut object)?;
-    bosun_config::yaml::to_string_sorted(&object).map_err(|error| rendered(error.to_string()))
+    Ok(crate::render::to_yaml(&object))
 }
 
 fn write_manifest(context: &mut PhaseCtx<'_, InitData>, pod: &StaticPod) -> Result<(), PhaseError> {
@@ -115,7 +127,13 @@ fn write_manifest(context: &mut PhaseCtx<'_, InitData>, pod: &StaticPod) -> Resu
 
 type PodBuilder = fn(&Config, &ManifestFacts) -> Result<StaticPod, NodeError>;
 
-fn component_phase(name: &str, summary: &str, component: &'static str, build: PodBuilder, needs: fn(&InitData) -> Vec<Artefact>) -> Phase<InitData> {
+fn component_phase(
+    name: &str,
+    summary: &str,
+    component: &'static str,
+    build: PodBuilder,
+    needs: fn(&InitData) -> Vec<Artefact>,
+) -> Phase<InitData> {
     Phase::new(name, summary)
         .needs(needs)
         .makes(move |_| vec![file(NodePaths::manifest(component))])
@@ -127,95 +145,108 @@ fn component_phase(name: &str, summary: &str, component: &'static str, build: Po
 }
 
 fn pki_files(data: &InitData, names: &[&str]) -> Vec<Artefact> {
-    names.iter().map(|name| file(data.paths.pki(name))).collect()
+    names
+        .iter()
+        .map(|name| file(data.paths.pki(name)))
+        .collect()
 }
 
 /// `control-plane`: the static pods of the API server, controller-manager and scheduler.
 pub fn control_plane_phase() -> Phase<InitData> {
-    Phase::new("control-plane", "Generate all static Pod manifest files necessary to establish the control plane")
-        .child(component_phase(
-            "apiserver",
-            "Generates the kube-apiserver static Pod manifest",
-            KUBE_APISERVER,
-            manifests::kube_apiserver,
-            |data| {
-                let mut needs = pki_files(
+    Phase::new(
+        "control-plane",
+        "Generate all static Pod manifest files necessary to establish the control plane",
+    )
+    .child(component_phase(
+        "apiserver",
+        "Generates the kube-apiserver static Pod manifest",
+        KUBE_APISERVER,
+        manifests::kube_apiserver,
+        |data| {
+            let mut needs = pki_files(
+                data,
+                &[
+                    "ca.crt",
+                    "apiserver.crt",
+                    "apiserver.key",
+                    "apiserver-kubelet-client.crt",
+                    "apiserver-kubelet-client.key",
+                    "front-proxy-ca.crt",
+                    "front-proxy-client.crt",
+                    "front-proxy-client.key",
+                    "sa.key",
+                    "sa.pub",
+                ],
+            );
+            if data.config.external_etcd().is_none() {
+                needs.extend(pki_files(
                     data,
                     &[
-                        "ca.crt",
-                        "apiserver.crt",
-                        "apiserver.key",
-                        "apiserver-kubelet-client.crt",
-                        "apiserver-kubelet-client.key",
-                        "front-proxy-ca.crt",
-                        "front-proxy-client.crt",
-                        "front-proxy-client.key",
-                        "sa.key",
-                        "sa.pub",
+                        "etcd/ca.crt",
+                        "apiserver-etcd-client.crt",
+                        "apiserver-etcd-client.key",
                     ],
-                );
-                if data.config.external_etcd().is_none() {
-                    needs.extend(pki_files(
-                        data,
-                        &["etcd/ca.crt", "apiserver-etcd-client.crt", "apiserver-etcd-client.key"],
-                    ));
-                }
-                needs
-            },
-        ))
-        .child(component_phase(
-            "controller-manager",
-            "Generates the kube-controller-manager static Pod manifest",
-            KUBE_CONTROLLER_MANAGER,
-            manifests::kube_controller_manager,
-            |data| {
-                let mut needs = pki_files(data, &["ca.crt", "front-proxy-ca.crt", "sa.key"]);
-                needs.push(file(paths::CONTROLLER_MANAGER_CONF));
-                needs
-            },
-        ))
-        .child(component_phase(
-            "scheduler",
-            "Generates the kube-scheduler static Pod manifest",
-            KUBE_SCHEDULER,
-            manifests::kube_scheduler,
-            |_| vec![file(paths::SCHEDULER_CONF)],
-        ))
+                ));
+            }
+            needs
+        },
+    ))
+    .child(component_phase(
+        "controller-manager",
+        "Generates the kube-controller-manager static Pod manifest",
+        KUBE_CONTROLLER_MANAGER,
+        manifests::kube_controller_manager,
+        |data| {
+            let mut needs = pki_files(data, &["ca.crt", "front-proxy-ca.crt", "sa.key"]);
+            needs.push(file(paths::CONTROLLER_MANAGER_CONF));
+            needs
+        },
+    ))
+    .child(component_phase(
+        "scheduler",
+        "Generates the kube-scheduler static Pod manifest",
+        KUBE_SCHEDULER,
+        manifests::kube_scheduler,
+        |_| vec![file(paths::SCHEDULER_CONF)],
+    ))
 }
 
 /// `etcd` with child `local`: the local etcd static pod (skipped for external etcd).
 pub fn etcd_phase() -> Phase<InitData> {
     Phase::new("etcd", "Generate static Pod manifest file for local etcd").child(
-        Phase::new("local", "Generate the static Pod manifest file for a local, single-node local etcd instance")
-            .skip_if(|data: &InitData| {
-                data.config
-                    .external_etcd()
-                    .map(|_| "etcd is external (ClusterConfiguration etcd.external)".to_owned())
-            })
-            .needs(|data| {
-                pki_files(
-                    data,
-                    &[
-                        "etcd/ca.crt",
-                        "etcd/server.crt",
-                        "etcd/server.key",
-                        "etcd/peer.crt",
-                        "etcd/peer.key",
-                    ],
-                )
-            })
-            .makes(|_| vec![file(NodePaths::manifest(ETCD))])
-            .run(|context| {
-                let facts = manifest_facts(context.host, &context.data.config, &context.data.node)?;
-                let members: &[EtcdMember] = &[];
-                let pod = manifests::etcd(&context.data.config, &facts, members)?;
-                // etcd refuses a data directory others can read; kubeadm creates it 0700.
-                context
-                    .host
-                    .files
-                    .create_dir_all(&context.data.paths.etcd_data_dir, 0o700)?;
-                write_manifest(context, &pod)
-            }),
+        Phase::new(
+            "local",
+            "Generate the static Pod manifest file for a local, single-node local etcd instance",
+        )
+        .skip_if(|data: &InitData| {
+            data.config
+                .external_etcd()
+                .map(|_| "etcd is external (ClusterConfiguration etcd.external)".to_owned())
+        })
+        .needs(|data| {
+            pki_files(
+                data,
+                &[
+                    "etcd/ca.crt",
+                    "etcd/server.crt",
+                    "etcd/server.key",
+                    "etcd/peer.crt",
+                    "etcd/peer.key",
+                ],
+            )
+        })
+        .makes(|_| vec![file(NodePaths::manifest(ETCD))])
+        .run(|context| {
+            let facts = manifest_facts(context.host, &context.data.config, &context.data.node)?;
+            let members: &[EtcdMember] = &[];
+            let pod = manifests::etcd(&context.data.config, &facts, members)?;
+            // etcd refuses a data directory others can read; kubeadm creates it 0700.
+            context
+                .host
+                .files
+                .create_dir_all(&context.data.paths.etcd_data_dir, 0o700)?;
+            write_manifest(context, &pod)
+        }),
     )
 }
 
@@ -282,7 +313,11 @@ pub fn preflight_phase() -> Phase<InitData> {
 
 fn decided_driver(data: &InitData) -> Result<CgroupDriver, NodeError> {
     let kubelet = &data.config.kubelet;
-    cgroup::decide(&kubelet.cgroup_driver, kubelet.cgroup_driver_set_by_user, &data.node)
+    cgroup::decide(
+        &kubelet.cgroup_driver,
+        kubelet.cgroup_driver_set_by_user,
+        &data.node,
+    )
 }
 
 fn sandbox_image(config: &Config) -> Result<String, NodeError> {
@@ -303,61 +338,88 @@ fn find_program(host: &Host, name: &str) -> Result<PathBuf, PhaseError> {
 
 /// `kubelet-start`: the kubelet's configuration and flags, the drop-in on systemd hosts, and a (re)start.
 pub fn kubelet_start_phase() -> Phase<InitData> {
-    Phase::new("kubelet-start", "Write kubelet settings and (re)start the kubelet")
-        .needs(|_| vec![Artefact::State(RUNTIME_STATE.to_owned())])
-        .makes(|_| {
-            vec![
-                file(paths::KUBELET_CONFIG),
-                file(paths::KUBELET_FLAGS_ENV),
-                file(paths::KUBELET_DROP_IN),
-                Artefact::State(KUBELET_STATE.to_owned()),
-            ]
-        })
-        .run(|context: &mut PhaseCtx<'_, InitData>| {
-            let data = context.data;
-            let host = context.host;
-            let templates = templates(host, data)?;
-            let driver = decided_driver(data)?;
-            let effective = kubelet::effective_configuration(&data.config, driver, &data.node);
-            let patch_set = patch_set(host, &data.config)?;
-            let config_text = kubelet::config_file(&templates, &effective, patch_set.as_ref())?;
-            let flags = kubelet::flags(&data.config, &data.config.node_registration().cri_socket, &data.node);
-            let flags_text = kubelet::flags_file(&templates, flags)?;
-            let binary = find_program(host, "kubelet")?;
-            let mut changed = false;
-            changed |= context.ensure_file(Path::new(paths::KUBELET_CONFIG), config_text.as_bytes(), 0o644)?
-                != Outcome::Unchanged;
-            changed |= context.ensure_file(Path::new(paths::KUBELET_FLAGS_ENV), flags_text.as_bytes(), 0o644)?
-                != Outcome::Unchanged;
-            if host.services.backend() == "systemd" {
-                let drop_in = kubelet::drop_in(&templates, &binary)?;
-                let outcome = context.ensure_file(Path::new(paths::KUBELET_DROP_IN), drop_in.as_bytes(), 0o644)?;
-                if outcome != Outcome::Unchanged {
-                    run_checked(host.commands.as_ref(), &CommandSpec::new("systemctl").arg("daemon-reload"))?;
-                    changed = true;
-                }
+    Phase::new(
+        "kubelet-start",
+        "Write kubelet settings and (re)start the kubelet",
+    )
+    .needs(|_| vec![Artefact::State(RUNTIME_STATE.to_owned())])
+    .makes(|_| {
+        vec![
+            file(paths::KUBELET_CONFIG),
+            file(paths::KUBELET_FLAGS_ENV),
+            file(paths::KUBELET_DROP_IN),
+            Artefact::State(KUBELET_STATE.to_owned()),
+        ]
+    })
+    .run(|context: &mut PhaseCtx<'_, InitData>| {
+        let data = context.data;
+        let host = context.host;
+        let templates = templates(host, data)?;
+        let driver = decided_driver(data)?;
+        let effective = kubelet::effective_configuration(&data.config, driver, &data.node);
+        let patch_set = patch_set(host, &data.config)?;
+        let config_text = kubelet::config_file(&templates, &effective, patch_set.as_ref())?;
+        let flags = kubelet::flags(
+            &data.config,
+            &data.config.node_registration().cri_socket,
+            &data.node,
+        );
+        let flags_text = kubelet::flags_file(&templates, flags)?;
+        let binary = find_program(host, "kubelet")?;
+        let mut changed = false;
+        changed |= context.ensure_file(
+            Path::new(paths::KUBELET_CONFIG),
+            config_text.as_bytes(),
+            0o644,
+        )? != Outcome::Unchanged;
+        changed |= context.ensure_file(
+            Path::new(paths::KUBELET_FLAGS_ENV),
+            flags_text.as_bytes(),
+            0o644,
+        )? != Outcome::Unchanged;
+        if host.services.backend() == "systemd" {
+            let drop_in = kubelet::drop_in(&templates, &binary)?;
+            let outcome = context.ensure_file(
+                Path::new(paths::KUBELET_DROP_IN),
+                drop_in.as_bytes(),
+                0o644,
+            )?;
+            if outcome != Outcome::Unchanged {
+                run_checked(
+                    host.commands.as_ref(),
+                    &CommandSpec::new("systemctl").arg("daemon-reload"),
+                )?;
+                changed = true;
             }
-            let spec = kubelet::service(&binary);
-            let installed = host.services.install(&spec)?;
-            changed |= installed != Outcome::Unchanged;
-            let running = host.services.state(kubelet::KUBELET_SERVICE)? == ServiceState::Active;
-            if changed || !running {
-                context.info(format!("(re)starting the kubelet through {}", host.services.backend()));
-                host.services.restart(kubelet::KUBELET_SERVICE)?;
-                context.record_with_detail(
-                    "service kubelet",
-                    if running { Outcome::Updated } else { Outcome::Created },
-                    Some(format!("restarted ({} cgroup driver)", driver)),
-                );
-            } else {
-                context.record_with_detail(
-                    "service kubelet",
-                    Outcome::Unchanged,
-                    Some("running with these settings".to_owned()),
-                );
-            }
-            Ok(())
-        })
+        }
+        let spec = kubelet::service(&binary);
+        let installed = host.services.install(&spec)?;
+        changed |= installed != Outcome::Unchanged;
+        let running = host.services.state(kubelet::KUBELET_SERVICE)? == ServiceState::Active;
+        if changed || !running {
+            context.info(format!(
+                "(re)starting the kubelet through {}",
+                host.services.backend()
+            ));
+            host.services.restart(kubelet::KUBELET_SERVICE)?;
+            context.record_with_detail(
+                "service kubelet",
+                if running {
+                    Outcome::Updated
+                } else {
+                    Outcome::Created
+                },
+                Some(format!("restarted ({} cgroup driver)", driver)),
+            );
+        } else {
+            context.record_with_detail(
+                "service kubelet",
+                Outcome::Unchanged,
+                Some("running with these settings".to_owned()),
+            );
+        }
+        Ok(())
+    })
 }
 
 /// The files the container-runtime phase writes for a configuration.
@@ -368,7 +430,14 @@ fn runtime_files(config: &Config) -> Vec<PathBuf> {
         RuntimeKind::Crio => files.push(PathBuf::from(runtime::CRIO_DROP_IN)),
         RuntimeKind::CriDockerd | RuntimeKind::Other => {}
     }
-    files.extend([runtime::CRICTL_CONFIG, runtime::SYSCTL_FILE, runtime::MODULES_FILE].map(PathBuf::from));
+    files.extend(
+        [
+            runtime::CRICTL_CONFIG,
+            runtime::SYSCTL_FILE,
+            runtime::MODULES_FILE,
+        ]
+        .map(PathBuf::from),
+    );
     files
 }
 
@@ -386,7 +455,11 @@ fn containerd_service(binary: &Path) -> ServiceSpec {
 
 /// Asks a running containerd over its socket whether the CRI plugin loaded, waiting up to `timeout` for it to
 /// answer. Returns the plugin's status line.
-pub fn verify_containerd(host: &Host, socket: &str, timeout: Duration) -> Result<String, NodeError> {
+pub fn verify_containerd(
+    host: &Host,
+    socket: &str,
+    timeout: Duration,
+) -> Result<String, NodeError> {
     let address = runtime::socket_path(socket);
     let deadline = Instant::now() + timeout;
     let plugins = loop {
@@ -414,7 +487,10 @@ pub fn verify_containerd(host: &Host, socket: &str, timeout: Duration) -> Result
         .lines()
         .find(|line| {
             let words: Vec<&str> = line.split_whitespace().collect();
-            words.get(1).is_some_and(|id| *id == "cri") && words.first().is_some_and(|kind| kind.starts_with("io.containerd.grpc.v1"))
+            words.get(1).is_some_and(|id| *id == "cri")
+                && words
+                    .first()
+                    .is_some_and(|kind| kind.starts_with("io.containerd.grpc.v1"))
         })
         .ok_or_else(|| NodeError::Invalid {
             what: format!("containerd at {socket}"),
@@ -423,7 +499,10 @@ pub fn verify_containerd(host: &Host, socket: &str, timeout: Duration) -> Result
     if line.split_whitespace().last() != Some("ok") {
         return Err(NodeError::Invalid {
             what: format!("containerd at {socket}"),
-            reason: format!("its CRI plugin did not load ({}); see containerd's log", line.trim()),
+            reason: format!(
+                "its CRI plugin did not load ({}); see containerd's log",
+                line.trim()
+            ),
         });
     }
     Ok(line.trim().to_owned())
@@ -454,7 +533,7 @@ pub fn container_runtime_phase() -> Phase<InitData> {
                     let binary = find_program(host, "containerd")?;
                     let output = run_checked(
                         host.commands.as_ref(),
-                        &CommandSpec::new(binary.display().to_string()).arg("--version").read_only(),
+                        &CommandSpec::new("containerd").arg("--version").read_only(),
                     )?;
                     let version_text = String::from_utf8_lossy(&output.stdout).into_owned();
                     let (major, _) = runtime::parse_containerd_version(&version_text).ok_or_else(|| {

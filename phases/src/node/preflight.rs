@@ -151,7 +151,12 @@ pub fn init_checks(config: &Config) -> Vec<Check> {
             run: port_check,
         },
     ];
-    for component in [KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER, ETCD] {
+    for component in [
+        KUBE_APISERVER,
+        KUBE_CONTROLLER_MANAGER,
+        KUBE_SCHEDULER,
+        ETCD,
+    ] {
         if component == ETCD && !local_etcd(config) {
             continue;
         }
@@ -322,7 +327,10 @@ fn kubernetes_version(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Res
     Ok(())
 }
 
-fn system_verification(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), HostError> {
+fn system_verification(
+    input: &PreflightInput<'_>,
+    out: &mut Vec<Outcome>,
+) -> Result<(), HostError> {
     let facts = input.facts;
     let minor = input
         .config
@@ -347,7 +355,10 @@ fn system_verification(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Re
     }
     for controller in ["cpu", "memory", "pids"] {
         if facts.cgroup_version != CgroupVersion::Unknown
-            && !facts.cgroup_controllers.iter().any(|found| found == controller)
+            && !facts
+                .cgroup_controllers
+                .iter()
+                .any(|found| found == controller)
         {
             out.push(error(
                 format!("the cgroup controller {controller} is not available"),
@@ -398,7 +409,10 @@ fn container_runtime(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Resu
         .map(|rest| Path::new("/").join(rest))
         .ok();
     let exists = input.files.exists(&path)?
-        || alternative.map(|path| input.files.exists(&path)).transpose()? == Some(true);
+        || alternative
+            .map(|path| input.files.exists(&path))
+            .transpose()?
+            == Some(true);
     if exists {
         return Ok(());
     }
@@ -448,9 +462,9 @@ fn hostname(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), Ho
         && name.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label
-                    .chars()
-                    .all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-')
+                && label.chars().all(|character| {
+                    character.is_ascii_lowercase() || character.is_ascii_digit() || character == '-'
+                })
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         });
@@ -470,15 +484,13 @@ fn hostname(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), Ho
 }
 
 fn kubelet_version(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), HostError> {
-    let Some(kubelet) = input.commands.find_program("kubelet") else {
+    if input.commands.find_program("kubelet").is_none() {
         // FileExisting-kubelet reports the missing binary.
         return Ok(());
-    };
-    let output = input.commands.run(
-        &CommandSpec::new(kubelet.display().to_string())
-            .arg("--version")
-            .read_only(),
-    )?;
+    }
+    let output = input
+        .commands
+        .run(&CommandSpec::new("kubelet").arg("--version").read_only())?;
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     let Some(version) = text
         .split_whitespace()
@@ -513,7 +525,10 @@ fn kubelet_version(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result
 
 fn port_check(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), HostError> {
     let name = current_check();
-    let Some(port) = name.strip_prefix("Port-").and_then(|port| port.parse::<u16>().ok()) else {
+    let Some(port) = name
+        .strip_prefix("Port-")
+        .and_then(|port| port.parse::<u16>().ok())
+    else {
         return Ok(());
     };
     if input.facts.ports_in_use.contains(&port) {
@@ -527,9 +542,14 @@ fn port_check(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), 
 
 /// Whether a file is one of the manifests bosun writes.
 fn is_our_manifest(path: &Path) -> bool {
-    [ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER]
-        .iter()
-        .any(|component| paths::NodePaths::manifest(component) == path)
+    [
+        ETCD,
+        KUBE_APISERVER,
+        KUBE_CONTROLLER_MANAGER,
+        KUBE_SCHEDULER,
+    ]
+    .iter()
+    .any(|component| paths::NodePaths::manifest(component) == path)
 }
 
 fn file_available(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), HostError> {
@@ -538,23 +558,33 @@ fn file_available(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<
         return Ok(());
     };
     // The name encodes the path lossily (`/` and `-` both become `-`); find the manifest it was made from.
-    let Some(path) = [ETCD, KUBE_APISERVER, KUBE_CONTROLLER_MANAGER, KUBE_SCHEDULER]
-        .iter()
-        .map(|component| paths::NodePaths::manifest(component))
-        .find(|candidate| path_name(&candidate.display().to_string()) == path_part)
-    else {
+    let Some(path) = [
+        ETCD,
+        KUBE_APISERVER,
+        KUBE_CONTROLLER_MANAGER,
+        KUBE_SCHEDULER,
+    ]
+    .iter()
+    .map(|component| paths::NodePaths::manifest(component))
+    .find(|candidate| path_name(&candidate.display().to_string()) == path_part) else {
         return Ok(());
     };
     if input.files.exists(&path)? {
         out.push(warning(
-            format!("{} already exists; bosun replaces it if it differs", path.display()),
+            format!(
+                "{} already exists; bosun replaces it if it differs",
+                path.display()
+            ),
             None,
         ));
     }
     Ok(())
 }
 
-fn manifests_dir_available(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), HostError> {
+fn manifests_dir_available(
+    input: &PreflightInput<'_>,
+    out: &mut Vec<Outcome>,
+) -> Result<(), HostError> {
     let foreign: Vec<PathBuf> = input
         .files
         .list_dir(Path::new(paths::MANIFESTS_DIR))?
@@ -572,13 +602,18 @@ fn manifests_dir_available(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            Some("move them away (the kubelet would run them as static pods), or run `bosun reset`"),
+            Some(
+                "move them away (the kubelet would run them as static pods), or run `bosun reset`",
+            ),
         ));
     }
     Ok(())
 }
 
-fn etcd_data_dir_available(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), HostError> {
+fn etcd_data_dir_available(
+    input: &PreflightInput<'_>,
+    out: &mut Vec<Outcome>,
+) -> Result<(), HostError> {
     let Some(local) = input.config.cluster.etcd.local.as_ref() else {
         return Ok(());
     };
@@ -587,14 +622,20 @@ fn etcd_data_dir_available(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -
     let rerun = input.files.exists(&paths::NodePaths::manifest(ETCD))?;
     if !entries.is_empty() && !rerun {
         out.push(error(
-            format!("{} is not empty and no etcd manifest uses it", data_dir.display()),
+            format!(
+                "{} is not empty and no etcd manifest uses it",
+                data_dir.display()
+            ),
             Some("remove the old etcd data (it belongs to another cluster), or run `bosun reset`"),
         ));
     }
     Ok(())
 }
 
-fn external_etcd_files(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), HostError> {
+fn external_etcd_files(
+    input: &PreflightInput<'_>,
+    out: &mut Vec<Outcome>,
+) -> Result<(), HostError> {
     let Some(external) = input.config.external_etcd() else {
         return Ok(());
     };

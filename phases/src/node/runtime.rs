@@ -91,10 +91,7 @@ impl RuntimeKind {
 
 /// The filesystem path of a `unix://` socket URL (a bare path is returned as is).
 pub fn socket_path(socket: &str) -> String {
-    socket
-        .strip_prefix("unix://")
-        .unwrap_or(socket)
-        .to_owned()
+    socket.strip_prefix("unix://").unwrap_or(socket).to_owned()
 }
 
 /// The CRI sockets present on the node, among [`KNOWN_SOCKETS`].
@@ -107,7 +104,9 @@ pub fn present_sockets(files: &dyn Files) -> Result<Vec<(RuntimeKind, &'static s
             .strip_prefix("/var")
             .map(|rest| Path::new("/").join(rest))
             .ok();
-        if files.exists(&path)? || alternative.map(|path| files.exists(&path)).transpose()? == Some(true) {
+        if files.exists(&path)?
+            || alternative.map(|path| files.exists(&path)).transpose()? == Some(true)
+        {
             present.push((kind, socket));
         }
     }
@@ -156,7 +155,11 @@ pub fn containerd_template(major: u64) -> Template {
 }
 
 /// The settings bosun manages in containerd's configuration.
-pub fn containerd_context(cri_socket: &str, sandbox_image: &str, driver: CgroupDriver) -> ContainerdConfig {
+pub fn containerd_context(
+    cri_socket: &str,
+    sandbox_image: &str,
+    driver: CgroupDriver,
+) -> ContainerdConfig {
     ContainerdConfig {
         address: socket_path(cri_socket),
         root: None,
@@ -172,10 +175,11 @@ pub fn containerd_context(cri_socket: &str, sandbox_image: &str, driver: CgroupD
 }
 
 fn parse_toml(text: &str, what: &str) -> Result<DocumentMut, NodeError> {
-    text.parse::<DocumentMut>().map_err(|error| NodeError::Invalid {
-        what: what.to_owned(),
-        reason: format!("it is not valid TOML: {}", error.to_string().trim()),
-    })
+    text.parse::<DocumentMut>()
+        .map_err(|error| NodeError::Invalid {
+            what: what.to_owned(),
+            reason: format!("it is not valid TOML: {}", error.to_string().trim()),
+        })
 }
 
 /// containerd's `config.toml`: bosun's rendered settings laid over the existing file (if any), keeping the
@@ -197,8 +201,14 @@ pub fn containerd_config_file(
         return Ok(rendered_text);
     };
     let mut document = parse_toml(existing, CONTAINERD_CONFIG)?;
-    let wanted = rendered.get("version").and_then(Item::as_integer).unwrap_or(2);
-    let found = document.get("version").and_then(Item::as_integer).unwrap_or(1);
+    let wanted = rendered
+        .get("version")
+        .and_then(Item::as_integer)
+        .unwrap_or(2);
+    let found = document
+        .get("version")
+        .and_then(Item::as_integer)
+        .unwrap_or(1);
     if wanted != found {
         return Err(NodeError::Invalid {
             what: CONTAINERD_CONFIG.to_owned(),
@@ -229,11 +239,21 @@ fn overlay(target: &mut dyn TableLike, source: &Table) {
             }
             Item::Value(value) => {
                 let mut value = value.clone();
-                match target.get(key).and_then(Item::as_value) {
-                    Some(existing) => *value.decor_mut() = existing.decor().clone(),
-                    None => value.decor_mut().clear(),
+                match target.get_mut(key) {
+                    // Replace in place, so the key keeps its position and the comments around it.
+                    Some(existing) => {
+                        if let Some(old) = existing.as_value() {
+                            *value.decor_mut() = old.decor().clone();
+                        } else {
+                            value.decor_mut().clear();
+                        }
+                        *existing = Item::Value(value);
+                    }
+                    None => {
+                        value.decor_mut().clear();
+                        target.insert(key, Item::Value(value));
+                    }
                 }
-                target.insert(key, Item::Value(value));
             }
             Item::ArrayOfTables(_) | Item::None => {}
         }
@@ -259,7 +279,12 @@ pub fn containerd_settings(text: &str) -> Result<(CgroupDriver, Option<String>),
     let (runtime_plugin, images_path): (&[&str], &[&str]) = if version >= 3 {
         (
             &["plugins", "io.containerd.cri.v1.runtime", "containerd"],
-            &["plugins", "io.containerd.cri.v1.images", "pinned_images", "sandbox"],
+            &[
+                "plugins",
+                "io.containerd.cri.v1.images",
+                "pinned_images",
+                "sandbox",
+            ],
         )
     } else if version == 2 {
         (
@@ -278,7 +303,11 @@ pub fn containerd_settings(text: &str) -> Result<(CgroupDriver, Option<String>),
         .to_owned();
     let systemd = lookup(
         root,
-        &[runtime_plugin, &["runtimes", &runtime_name, "options", "SystemdCgroup"]].concat(),
+        &[
+            runtime_plugin,
+            &["runtimes", &runtime_name, "options", "SystemdCgroup"],
+        ]
+        .concat(),
     )
     .and_then(Item::as_bool)
     .unwrap_or(false);
@@ -312,7 +341,11 @@ pub fn crio_cgroup_driver(texts: &[(PathBuf, String)]) -> Result<CgroupDriver, N
 }
 
 /// The CRI-O drop-in.
-pub fn crio_drop_in(templates: &Templates, sandbox_image: &str, driver: CgroupDriver) -> Result<String, NodeError> {
+pub fn crio_drop_in(
+    templates: &Templates,
+    sandbox_image: &str,
+    driver: CgroupDriver,
+) -> Result<String, NodeError> {
     let text = templates.render(
         Template::CrioDropIn,
         &CrioDropIn {

@@ -256,8 +256,8 @@ impl Templates {
     pub fn from_texts(texts: &[(Template, &str)]) -> Result<Self, RenderError> {
         let sources = Template::ALL
             .iter()
-            .map(|template| {
-                match texts.iter().find(|(candidate, _)| candidate == template) {
+            .map(
+                |template| match texts.iter().find(|(candidate, _)| candidate == template) {
                     Some((_, text)) => (
                         *template,
                         (*text).to_owned(),
@@ -268,8 +268,8 @@ impl Templates {
                         template.embedded_text().to_owned(),
                         TemplateOrigin::Embedded,
                     ),
-                }
-            })
+                },
+            )
             .collect();
         Self::build(sources)
     }
@@ -401,6 +401,91 @@ pub fn go_quote(text: &str) -> String {
     quoted
 }
 
+/// A JSON value as a block-style YAML document with sorted keys, quoting strings as [`yaml_scalar`] does, so that
+/// YAML 1.1 readers (Kubernetes' own) read back exactly the same value. Used for objects changed by patches.
+pub fn to_yaml(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    match value {
+        serde_json::Value::Object(map) if !map.is_empty() => write_mapping(&mut out, map, 0),
+        serde_json::Value::Array(items) if !items.is_empty() => write_sequence(&mut out, items, 0),
+        other => {
+            out.push_str(&inline_scalar(other));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn inline_scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(text) => yaml_scalar(text),
+        serde_json::Value::Object(map) if map.is_empty() => "{}".to_owned(),
+        serde_json::Value::Array(items) if items.is_empty() => "[]".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+fn is_block(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => !map.is_empty(),
+        serde_json::Value::Array(items) => !items.is_empty(),
+        _ => false,
+    }
+}
+
+fn write_mapping(
+    out: &mut String,
+    map: &serde_json::Map<String, serde_json::Value>,
+    indent: usize,
+) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    for (index, key) in keys.into_iter().enumerate() {
+        // The first key of a mapping inside a sequence item follows the "- " on the same line.
+        if index > 0 || !out.ends_with("- ") {
+            out.push_str(&" ".repeat(indent));
+        }
+        let value = &map[key];
+        out.push_str(&yaml_scalar(key));
+        out.push(':');
+        match value {
+            serde_json::Value::Object(child) if !child.is_empty() => {
+                out.push('\n');
+                write_mapping(out, child, indent + 2);
+            }
+            serde_json::Value::Array(items) if !items.is_empty() => {
+                out.push('\n');
+                write_sequence(out, items, indent);
+            }
+            other => {
+                out.push(' ');
+                out.push_str(&inline_scalar(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn write_sequence(out: &mut String, items: &[serde_json::Value], indent: usize) {
+    for (index, item) in items.iter().enumerate() {
+        // The first item of a sequence inside a sequence item follows the outer "- " on the same line.
+        if index > 0 || !out.ends_with("- ") {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str("- ");
+        match item {
+            serde_json::Value::Object(map) if is_block(item) => write_mapping(out, map, indent + 2),
+            serde_json::Value::Array(inner) if is_block(item) => {
+                write_sequence(out, inner, indent + 2)
+            }
+            other => {
+                out.push_str(&inline_scalar(other));
+                out.push('\n');
+            }
+        }
+    }
+}
+
 /// A string as a YAML scalar: plain when a YAML 1.1 or 1.2 reader would read it back as the same string, otherwise
 /// double-quoted.
 pub fn yaml_scalar(text: &str) -> String {
@@ -416,9 +501,8 @@ fn is_plain_safe(text: &str) -> bool {
     let Some(first) = text.chars().next() else {
         return false;
     };
-    let allowed = |character: char| {
-        character.is_ascii_alphanumeric() || "/_.:=,+-*@".contains(character)
-    };
+    let allowed =
+        |character: char| character.is_ascii_alphanumeric() || "/_.:=,+-*@".contains(character);
     if !text.chars().all(allowed) || !(first.is_ascii_alphanumeric() || "/_.-".contains(first)) {
         return false;
     }
@@ -449,7 +533,10 @@ fn looks_like_number(lower: &str) -> bool {
         .iter()
         .find_map(|prefix| body.strip_prefix(prefix))
     {
-        return !digits.is_empty() && digits.chars().all(|character| character.is_ascii_hexdigit());
+        return !digits.is_empty()
+            && digits
+                .chars()
+                .all(|character| character.is_ascii_hexdigit());
     }
     let (whole, _fraction) = body.split_once('.').unwrap_or((&body, ""));
     let mut groups = whole.split(':');
