@@ -20,6 +20,8 @@ pub mod components;
 pub mod defaults;
 pub mod duration;
 pub mod error;
+#[cfg(test)]
+mod fixture_tests;
 pub mod load;
 pub mod print;
 pub mod suggest;
@@ -67,6 +69,8 @@ pub struct Source {
     pub name: String,
     /// The documents the stream had, in order.
     pub documents: Vec<DocumentSource>,
+    /// Settings that are valid but likely mistakes (placed in the file like errors).
+    pub warnings: Vec<Problem>,
     /// A v1beta3 `apiServer.timeoutForControlPlane`, already moved into the init timeouts.
     #[serde(skip)]
     pub v1beta3_control_plane_timeout: Option<Duration>,
@@ -108,9 +112,10 @@ pub const EMBEDDED_DEFAULTS: &str = "<embedded defaults>";
 pub fn load(name: &str, text: &str, facts: &HostFacts) -> Result<Config, ConfigError> {
     let decoded = load::decode_stream(name, text)?;
     let texts = decoded.texts.clone();
-    let config = load::assemble(decoded, facts);
-    let problems = validate::validate(&config);
+    let mut config = load::assemble(decoded, facts);
+    let (problems, warnings) = validate::validate_with_warnings(&config);
     if problems.is_empty() {
+        config.source.warnings = load::place_problems(name, &texts, warnings);
         Ok(config)
     } else {
         Err(ConfigError {

@@ -198,3 +198,24 @@ pub fn migrate(
     }
     Ok(yaml::join_documents(&documents))
 }
+
+/// The whole configuration as a v1beta4 stream with every default written out: InitConfiguration,
+/// ClusterConfiguration, the optional kinds present, KubeletConfiguration and KubeProxyConfiguration.
+pub fn full(config: &crate::Config) -> Result<String, YamlError> {
+    let mut documents = vec![
+        v1beta4("InitConfiguration", &config.init)?,
+        v1beta4("ClusterConfiguration", &config.cluster)?,
+    ];
+    if let Some(join) = &config.join {
+        documents.push(v1beta4("JoinConfiguration", join)?);
+    }
+    if let Some(reset) = &config.reset {
+        documents.push(v1beta4("ResetConfiguration", reset)?);
+    }
+    if let Some(upgrade) = &config.upgrade {
+        documents.push(v1beta4("UpgradeConfiguration", upgrade)?);
+    }
+    documents.push(kubelet(&config.kubelet)?);
+    documents.push(kube_proxy(&config.kube_proxy)?);
+    Ok(yaml::join_documents(&documents))
+}

@@ -74,8 +74,15 @@ pub fn parse_cidrs(text: &str) -> Result<Vec<IpNet>, String> {
 
 /// Checks every part of the configuration; an empty list means it is valid.
 pub fn validate(config: &Config) -> Vec<FieldProblem> {
+    validate_with_warnings(config).0
+}
+
+/// Checks every part of the configuration: the problems that make it invalid, and warnings about settings that
+/// work but are likely mistakes.
+pub fn validate_with_warnings(config: &Config) -> (Vec<FieldProblem>, Vec<FieldProblem>) {
     let mut problems = Vec::new();
-    cluster(&config.cluster, &mut problems);
+    let mut warnings = Vec::new();
+    cluster(&config.cluster, &mut problems, &mut warnings);
     if config.source.has_kind("InitConfiguration") || config.join.is_none() {
         init(&config.init, &mut problems);
     }
@@ -125,10 +132,14 @@ pub fn validate(config: &Config) -> Vec<FieldProblem> {
         }
     }
     kubelet(config, &mut problems);
-    problems
+    (problems, warnings)
 }
 
-fn cluster(cluster: &ClusterConfiguration, problems: &mut Vec<FieldProblem>) {
+fn cluster(
+    cluster: &ClusterConfiguration,
+    problems: &mut Vec<FieldProblem>,
+    warnings: &mut Vec<FieldProblem>,
+) {
     const KIND: &str = "ClusterConfiguration";
     if let Err(message) = KubernetesVersion::parse(&cluster.kubernetes_version) {
         problems.push(
@@ -172,7 +183,11 @@ fn cluster(cluster: &ClusterConfiguration, problems: &mut Vec<FieldProblem>) {
                 subnet_shape(KIND, "networking.podSubnet", &pods, problems);
                 for pod in &pods {
                     for service in &services {
-                        if pod.contains(&service.network()) || service.contains(&pod.network()) {
+                        // CIDRs either nest or are disjoint. Pods inside the service range would be given service
+                        // addresses: always wrong. A service range inside the pod range is what kubeadm's own
+                        // dual-stack example does; it works until a node's pod range reaches the service range,
+                        // so it is a warning.
+                        if service.contains(&pod.network()) {
                             problems.push(
                                 FieldProblem::new(
                                     KIND,
@@ -180,6 +195,15 @@ fn cluster(cluster: &ClusterConfiguration, problems: &mut Vec<FieldProblem>) {
                                     format!("pod subnet {pod} overlaps the service subnet {service}"),
                                 )
                                 .hint("choose a pod subnet outside the service subnet, e.g. 10.244.0.0/16 with the default 10.96.0.0/12"),
+                            );
+                        } else if pod.contains(&service.network()) {
+                            warnings.push(
+                                FieldProblem::new(
+                                    KIND,
+                                    "networking.podSubnet",
+                                    format!("pod subnet {pod} contains the service subnet {service}"),
+                                )
+                                .hint("pods may be given addresses that services use; choose disjoint subnets"),
                             );
                         }
                     }

@@ -161,6 +161,7 @@ struct Validation<'a> {
     valid: bool,
     documents: Vec<&'a bosun_config::DocumentSource>,
     problems: &'a [bosun_config::Problem],
+    warnings: &'a [bosun_config::Problem],
 }
 
 fn run_validate(settings: &Settings, arguments: &ValidateArgs) -> Result<(), CliError> {
@@ -169,18 +170,24 @@ fn run_validate(settings: &Settings, arguments: &ValidateArgs) -> Result<(), Cli
     let result = bosun_config::load(&name, &text, &host_facts());
     if settings.output != OutputFormat::Text {
         let no_problems = Vec::new();
-        let (documents, problems) = match &result {
+        let (documents, problems, warnings) = match &result {
             Ok(config) => (
                 config.source.documents.iter().collect(),
                 no_problems.as_slice(),
+                config.source.warnings.as_slice(),
             ),
-            Err(error) => (Vec::new(), error.problems.as_slice()),
+            Err(error) => (
+                Vec::new(),
+                error.problems.as_slice(),
+                no_problems.as_slice(),
+            ),
         };
         let report = Validation {
             file: name,
             valid: result.is_ok(),
             documents,
             problems,
+            warnings,
         };
         print_document(settings.output, &report).map_err(CliError::unexpected)?;
         return match &result {
@@ -190,6 +197,12 @@ fn run_validate(settings: &Settings, arguments: &ValidateArgs) -> Result<(), Cli
     }
     match result {
         Ok(config) => {
+            for warning in &config.source.warnings {
+                eprintln!("warning: {warning}");
+                if let Some(hint) = &warning.hint {
+                    eprintln!("hint: {hint}");
+                }
+            }
             let kinds: Vec<&str> = config
                 .source
                 .documents
