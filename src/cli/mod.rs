@@ -1,9 +1,11 @@
 //! The command line: one file per command, each with its clap structs (whose doc comments are the help) and one
 //! `run` that delegates to the library crates.
 
+pub mod certs;
 pub mod config;
 pub mod etcd;
 pub mod init;
+pub mod kubeconfig;
 pub mod status;
 pub mod supervise;
 pub mod token;
@@ -61,9 +63,11 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    Certs(certs::CertsArgs),
     Config(config::ConfigArgs),
     Etcd(etcd::EtcdArgs),
     Init(init::InitArgs),
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     Status(status::StatusArgs),
     Token(token::TokenArgs),
     #[command(name = "__supervise", hide = true)]
@@ -106,9 +110,11 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
         .map(|(_, sub)| sub.clone())
         .unwrap_or_default();
     match &cli.command {
+        Commands::Certs(arguments) => certs::run(&settings, arguments),
         Commands::Config(arguments) => config::run(&settings, arguments),
         Commands::Etcd(arguments) => etcd::run(&settings, arguments),
         Commands::Init(arguments) => init::run(&settings, arguments, &subcommand_matches),
+        Commands::Kubeconfig(arguments) => kubeconfig::run(&settings, arguments),
         Commands::Status(arguments) => status::run(&settings, arguments),
         Commands::Token(arguments) => token::run(&settings, arguments),
         Commands::Supervise(arguments) => supervise::run(&settings, arguments),
