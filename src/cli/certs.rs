@@ -176,6 +176,32 @@ fn print_value<T: serde::Serialize>(format: OutputFormat, value: &T) -> Result<(
     Ok(())
 }
 
+/// Prints an output-API document as kubeadm does: JSON indented by four spaces, YAML with sorted keys.
+fn print_kubeadm_document<T: serde::Serialize>(
+    format: OutputFormat,
+    value: &T,
+) -> Result<(), CliError> {
+    let unexpected = |error: String| CliError::unexpected(error);
+    let text = match format {
+        OutputFormat::Yaml => bosun_config::yaml::to_string_sorted(value)
+            .map_err(|error| unexpected(error.to_string()))?,
+        _ => {
+            let mut bytes = Vec::new();
+            let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+            let mut serializer = serde_json::Serializer::with_formatter(&mut bytes, formatter);
+            value
+                .serialize(&mut serializer)
+                .map_err(|error| unexpected(error.to_string()))?;
+            let mut text =
+                String::from_utf8(bytes).map_err(|error| unexpected(error.to_string()))?;
+            text.push('\n');
+            text
+        }
+    };
+    print_data(&text);
+    Ok(())
+}
+
 fn check_expiration(settings: &Settings, arguments: &CheckArgs) -> Result<(), CliError> {
     let window = arguments
         .fail_within
@@ -199,7 +225,7 @@ fn check_expiration(settings: &Settings, arguments: &CheckArgs) -> Result<(), Cl
     .map_err(|error| cli_error(error, exit::UNEXPECTED))?;
     match settings.output {
         OutputFormat::Text => print_data(&expiration::render_table(&table)),
-        format => print_value(format, &expiration::output_document(&table))?,
+        format => print_kubeadm_document(format, &expiration::output_document(&table))?,
     }
     if let (Some(window), Some(text)) = (window, arguments.fail_within.as_deref()) {
         let expiring = table.expiring_within(window);

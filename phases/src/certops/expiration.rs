@@ -147,8 +147,13 @@ fn row(
         residual_seconds: certificate.map_or(0, |certificate| {
             residual_seconds(certificate.not_after, now)
         }),
-        ca_name,
-        externally_managed,
+        // kubeadm leaves the CA and the external flag out of a missing row.
+        ca_name: if certificate.is_some() {
+            ca_name
+        } else {
+            String::new()
+        },
+        externally_managed: certificate.is_some() && externally_managed,
         missing: certificate.is_none(),
     }
 }
