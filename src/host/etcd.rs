@@ -228,7 +228,7 @@ impl EtcdClient for LocalEtcd {
         self.endpoints.clone()
     }
 
-    fn snapshot(&self) -> Result<Box<dyn Read + '_>, EtcdError> {
+    fn snapshot(&self) -> Result<Box<dyn Read + Send + '_>, EtcdError> {
         let endpoint = self.first().to_owned();
         // No overall deadline: a large snapshot takes as long as it takes; a stalled one fails on the idle timeout.
         let mut client = self.connect(&endpoint, false)?;

@@ -101,27 +101,57 @@ pub fn run_backup(
     let staged = store.create(path, 0o600)?;
     let mut writer = BackupWriter::new(staged, request.key.as_ref(), format::DEFAULT_CHUNK)
         .map_err(format_error)?;
-    let mut stream = client.snapshot()?;
-    let mut write_failure: Option<FormatError> = None;
-    copy_stream(
-        &mut stream,
-        |bytes| {
-            writer.write_snapshot(bytes).map_err(|error| {
-                let text = error.to_string();
-                write_failure = Some(error);
-                text
-            })
-        },
-        |done| progress(done, total),
-    )
-    .map_err(|reason| match write_failure.take() {
-        Some(error) => format_error(error),
-        None => BackupError::Etcd(super::EtcdError {
-            endpoint: endpoint.clone(),
-            message: format!("the snapshot stream broke: {reason}"),
-        }),
-    })?;
-    drop(stream);
+    let stream = client.snapshot()?;
+    // Receiving and sealing overlap: one thread pulls the gRPC stream into 1 MiB pieces (at most eight in flight, so
+    // memory stays bounded) while this one hashes, encrypts and writes.
+    let mut done: u64 = 0;
+    let streamed: Result<(), BackupError> = std::thread::scope(|scope| {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<Vec<u8>, String>>(8);
+        scope.spawn(move || {
+            let mut stream = stream;
+            loop {
+                let mut piece = vec![0u8; 1 << 20];
+                let mut filled = 0;
+                let result = loop {
+                    match stream.read(&mut piece[filled..]) {
+                        Ok(0) => break Ok(()),
+                        Ok(count) => {
+                            filled += count;
+                            if filled == piece.len() {
+                                break Ok(());
+                            }
+                        }
+                        Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(error) => break Err(error.to_string()),
+                    }
+                };
+                piece.truncate(filled);
+                let finished = filled == 0 || result.is_err();
+                let message = match result {
+                    Ok(()) if filled == 0 => break,
+                    Ok(()) => Ok(piece),
+                    Err(reason) => Err(reason),
+                };
+                // The receiver is gone when writing failed; stop pulling.
+                if sender.send(message).is_err() || finished {
+                    break;
+                }
+            }
+        });
+        for message in receiver {
+            let piece = message.map_err(|reason| {
+                BackupError::Etcd(super::EtcdError {
+                    endpoint: endpoint.clone(),
+                    message: format!("the snapshot stream broke: {reason}"),
+                })
+            })?;
+            writer.write_snapshot(&piece).map_err(format_error)?;
+            done += piece.len() as u64;
+            progress(done, total);
+        }
+        Ok(())
+    });
+    streamed?;
     let (digest, data_frames) = writer.end_data().map_err(format_error)?;
     if !digest.etcd_hash_ok {
         return Err(BackupError::Snapshot {

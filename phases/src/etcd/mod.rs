@@ -89,7 +89,7 @@ pub trait EtcdClient {
     /// The endpoints this client talks to, first the preferred one.
     fn endpoints(&self) -> Vec<String>;
     /// Streams a snapshot from the first endpoint (etcd's bolt database followed by its SHA-256).
-    fn snapshot(&self) -> Result<Box<dyn Read + '_>, EtcdError>;
+    fn snapshot(&self) -> Result<Box<dyn Read + Send + '_>, EtcdError>;
     fn status(&self, endpoint: &str) -> Result<EndpointStatus, EtcdError>;
     /// A linearizable read, as `etcdctl endpoint health` does it.
     fn health(&self, endpoint: &str) -> Result<(), EtcdError>;
