@@ -5,6 +5,8 @@
 //! - `docs`: the pages in docs/ stay true to the code (exit codes, one page per command).
 //! - `etcd`: `bosun etcd` backup, status, restore (through a manifest-watching runner) and members, against real
 //!   etcd with openssl-made certificates.
+//! - `node`: rendered manifests against the Kubernetes OpenAPI schema, etcd run from bosun's manifest, a real
+//!   containerd loading bosun's config.toml.
 //! - `status`: the journal behind `bosun status`.
 //! - `services`: the process service backend starting, restarting and stopping a real process.
 //! - `harness` (tests/e2e/harness/): the real-Kubernetes harness — built binaries, sandbox nodes, static pods run as
@@ -20,6 +22,7 @@ mod docs;
 mod etcd;
 #[path = "../e2e/harness/mod.rs"]
 mod harness;
+mod node;
 mod services;
 mod status;
 mod support;

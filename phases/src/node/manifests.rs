@@ -687,10 +687,7 @@ pub fn etcd(
         ("key-file", pki(config, "etcd/server.key")),
         (
             "listen-client-urls",
-            format!(
-                "https://{},{client_url}",
-                host_port(loopback, ETCD_CLIENT_PORT)
-            ),
+            listen_client_urls(loopback, &advertise_host, &client_url),
         ),
         ("listen-metrics-urls", metrics_url),
         ("listen-peer-urls", peer_url),
@@ -761,6 +758,17 @@ pub fn etcd(
         vec![NameValue::new(ETCD_CLIENT_URLS_ANNOTATION, client_url)],
         finish_volumes(volumes, &[]),
     ))
+}
+
+/// The loopback client URL and the advertised one; once when they are the same (a loopback advertise address), so
+/// that etcd does not try to listen twice on one socket.
+fn listen_client_urls(loopback: &str, advertise_host: &str, client_url: &str) -> String {
+    let loopback_url = format!("https://{}", host_port(loopback, ETCD_CLIENT_PORT));
+    if advertise_host == loopback {
+        loopback_url
+    } else {
+        format!("{loopback_url},{client_url}")
+    }
 }
 
 /// Splits `scheme://host:port[/path]` into (`HTTP`/`HTTPS`, host without brackets, port).

@@ -155,11 +155,11 @@ fn pki_files(data: &InitData, names: &[&str]) -> Vec<Artefact> {
 pub fn control_plane_phase() -> Phase<InitData> {
     Phase::new(
         "control-plane",
-        "Generate all static Pod manifest files necessary to establish the control plane",
+        "Write the static-pod manifests of kube-apiserver, kube-controller-manager and kube-scheduler",
     )
     .child(component_phase(
         "apiserver",
-        "Generates the kube-apiserver static Pod manifest",
+        "Write the kube-apiserver static-pod manifest",
         KUBE_APISERVER,
         manifests::kube_apiserver,
         |data| {
@@ -193,7 +193,7 @@ pub fn control_plane_phase() -> Phase<InitData> {
     ))
     .child(component_phase(
         "controller-manager",
-        "Generates the kube-controller-manager static Pod manifest",
+        "Write the kube-controller-manager static-pod manifest",
         KUBE_CONTROLLER_MANAGER,
         manifests::kube_controller_manager,
         |data| {
@@ -204,7 +204,7 @@ pub fn control_plane_phase() -> Phase<InitData> {
     ))
     .child(component_phase(
         "scheduler",
-        "Generates the kube-scheduler static Pod manifest",
+        "Write the kube-scheduler static-pod manifest",
         KUBE_SCHEDULER,
         manifests::kube_scheduler,
         |_| vec![file(paths::SCHEDULER_CONF)],
@@ -213,7 +213,7 @@ pub fn control_plane_phase() -> Phase<InitData> {
 
 /// `etcd` with child `local`: the local etcd static pod (skipped for external etcd).
 pub fn etcd_phase() -> Phase<InitData> {
-    Phase::new("etcd", "Generate static Pod manifest file for local etcd").child(
+    Phase::new("etcd", "Write the static-pod manifest of the local etcd member").child(
         Phase::new(
             "local",
             "Generate the static Pod manifest file for a local, single-node local etcd instance",
@@ -252,7 +252,7 @@ pub fn etcd_phase() -> Phase<InitData> {
 
 /// `preflight`: kubeadm's checks, all reported together before anything changes.
 pub fn preflight_phase() -> Phase<InitData> {
-    Phase::<InitData>::new("preflight", "Run pre-flight checks")
+    Phase::<InitData>::new("preflight", "Check that this host can become a node, before anything changes")
         .long_about(
             "Runs kubeadm's preflight checks (root, CPUs, memory, swap, ports, manifests directory, required programs, \
              container runtime, kernel settings, cgroups, cgroup driver, kubelet version). Errors of the checks named in \
