@@ -12,12 +12,15 @@
 //! - `harness` (tests/e2e/harness/): the real-Kubernetes harness — built binaries, sandbox nodes, static pods run as
 //!   processes (docs/testing.md).
 //! - `tier1` (tests/e2e/tier1.rs): a real control plane from a node root's manifests, certificates and kubeconfigs.
+//! - `differential` (tests/e2e/differential.rs): real kubeadm and bosun write equivalent files from one config.
 
 #![expect(
     clippy::disallowed_methods,
     reason = "integration tests inspect the machine directly"
 )]
 
+#[path = "../e2e/differential.rs"]
+mod differential;
 mod docs;
 mod etcd;
 #[path = "../e2e/harness/mod.rs"]
