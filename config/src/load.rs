@@ -57,8 +57,27 @@ fn yaml_problem(name: &str, document: &Document, kind: Option<&str>, error: Yaml
     }
     problem.line = error.line;
     problem.column = error.column;
-    problem.hint = hint_for(&error.message, kind);
+    problem.hint = hint_for(&error.message, kind).or_else(|| shape_hint(&error));
     problem
+}
+
+/// A hint when extraArgs has the other version's shape.
+fn shape_hint(error: &YamlError) -> Option<String> {
+    let last = error.path.rsplit('.').next().unwrap_or_default();
+    if last != "extraArgs" && last != "kubeletExtraArgs" {
+        return None;
+    }
+    if error.message.contains("expected a sequence") {
+        Some(format!(
+            "in {V1BETA4} {last} is a list of name/value pairs (`- name: audit-log-maxage`, `value: \"30\"`); the map form is {V1BETA3}'s"
+        ))
+    } else if error.message.contains("expected a map") {
+        Some(format!(
+            "in {V1BETA3} {last} is a map of flag names to values; the name/value list is {V1BETA4}'s"
+        ))
+    } else {
+        None
+    }
 }
 
 /// serde's messages, made a little more direct.
@@ -179,7 +198,7 @@ fn decode_document(
         let mut problem = Problem::new(name, message);
         place(&mut problem, document, Some(&kind));
         problem.field = Some(field.to_owned());
-        if let Some((line, column)) = located(field) {
+        if let Some((line, column)) = yaml::locate_key(&document.text, &yaml::parse_path(field)) {
             problem.line = Some(line);
             problem.column = Some(column);
         }

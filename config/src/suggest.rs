@@ -6,6 +6,15 @@ pub fn closest<'a>(wanted: &str, known: &[&'a str]) -> Option<&'a str> {
         return Some(exact);
     }
     let wanted_lower = wanted.to_lowercase();
+    // A truncated name (`ClusterConfig` for `ClusterConfiguration`).
+    if wanted_lower.len() >= 4 {
+        let mut prefixed = known
+            .iter()
+            .filter(|name| name.to_lowercase().starts_with(&wanted_lower));
+        if let (Some(only), None) = (prefixed.next(), prefixed.next()) {
+            return Some(only);
+        }
+    }
     known
         .iter()
         .map(|name| {
@@ -33,5 +42,10 @@ mod tests {
         assert_eq!(closest("podsubnet", &known), Some("podSubnet"));
         assert_eq!(closest("servceSubnet", &known), Some("serviceSubnet"));
         assert_eq!(closest("banana", &known), None);
+        let kinds = ["ClusterConfiguration", "InitConfiguration"];
+        assert_eq!(
+            closest("ClusterConfig", &kinds),
+            Some("ClusterConfiguration")
+        );
     }
 }

@@ -548,7 +548,7 @@ fn init(init: &InitConfiguration, problems: &mut Vec<FieldProblem>) {
         if !token.token.is_empty() && split_token(&token.token).is_none() {
             problems.push(
                 FieldProblem::new(KIND, format!("bootstrapTokens[{index}].token"), "the token is not of the form [a-z0-9]{6}.[a-z0-9]{16}")
-                    .hint("generate one with `bosun token generate`-style tools, e.g. abcdef.0123456789abcdef"),
+                    .hint("generate one with `bosun token generate`, or leave the token out and bosun creates one"),
             );
         }
         for (usage_index, usage) in token.usages.iter().enumerate() {
@@ -739,7 +739,11 @@ fn kubelet(config: &Config, problems: &mut Vec<FieldProblem>) {
             format!("{:?} is not an IP address", proxy.bind_address),
         ));
     }
-    if !proxy.cluster_cidr.is_empty() {
+    // A clusterCIDR copied from networking.podSubnet was already checked there.
+    if proxy.from_user
+        && !proxy.cluster_cidr.is_empty()
+        && proxy.cluster_cidr != config.cluster.networking.pod_subnet
+    {
         if let Err(message) = parse_cidrs(&proxy.cluster_cidr) {
             problems.push(FieldProblem::new(PROXY, "clusterCIDR", message));
         }

@@ -458,10 +458,20 @@ pub fn parse_path(path: &str) -> Vec<PathSegment> {
 /// serde_yaml does not expose node positions, but it attaches the position of the node being visited to any error
 /// raised while visiting it; so the locator walks the path and raises an error at the target.
 pub fn locate(text: &str, path: &[PathSegment]) -> Option<(usize, usize)> {
+    locate_in(text, path, false)
+}
+
+/// Like [`locate`], but the position of the last key itself (for "unknown field" errors).
+pub fn locate_key(text: &str, path: &[PathSegment]) -> Option<(usize, usize)> {
+    locate_in(text, path, true)
+}
+
+fn locate_in(text: &str, path: &[PathSegment], at_key: bool) -> Option<(usize, usize)> {
     for length in (0..=path.len()).rev() {
         let deserializer = serde_yaml::Deserializer::from_str(text);
         let seed = Locate {
             path: &path[..length],
+            at_key: at_key && length == path.len(),
         };
         if let Err(error) = seed.deserialize(deserializer) {
             if error.to_string().contains(LOCATED) {
@@ -478,6 +488,49 @@ const LOCATED: &str = "\u{1}located";
 
 struct Locate<'a> {
     path: &'a [PathSegment],
+    /// Stop at the last key rather than at its value.
+    at_key: bool,
+}
+
+/// Deserialises a mapping key, raising the locating error when it is the wanted one.
+struct KeyLocate<'a> {
+    wanted: &'a str,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyLocate<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        struct KeyVisitor<'a>(&'a str);
+        impl<'de> Visitor<'de> for KeyVisitor<'_> {
+            type Value = Value;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a key")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Value, E> {
+                if key == self.0 {
+                    Err(E::custom(LOCATED))
+                } else {
+                    Ok(Value::from(key))
+                }
+            }
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<Value, E> {
+                Ok(Value::from(value))
+            }
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<Value, E> {
+                Ok(Value::from(value))
+            }
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<Value, E> {
+                Ok(Value::from(value))
+            }
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<Value, E> {
+                Ok(Value::from(value))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+                Ok(Value::Null)
+            }
+        }
+        deserializer.deserialize_any(KeyVisitor(self.wanted))
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for Locate<'_> {
@@ -498,6 +551,12 @@ impl<'de> Visitor<'de> for Locate<'_> {
         let Some((first, rest)) = self.path.split_first() else {
             return Err(serde::de::Error::custom(LOCATED));
         };
+        if let (true, [PathSegment::Key(wanted)]) = (self.at_key, self.path) {
+            while map.next_key_seed(KeyLocate { wanted })?.is_some() {
+                map.next_value::<IgnoredAny>()?;
+            }
+            return Ok(());
+        }
         let mut position = 0;
         while let Some(key) = map.next_key::<Value>()? {
             let matches = match (first, &key) {
@@ -508,7 +567,10 @@ impl<'de> Visitor<'de> for Locate<'_> {
             };
             position += 1;
             if matches {
-                return map.next_value_seed(Locate { path: rest });
+                return map.next_value_seed(Locate {
+                    path: rest,
+                    at_key: self.at_key,
+                });
             }
             map.next_value::<IgnoredAny>()?;
         }
@@ -529,7 +591,10 @@ impl<'de> Visitor<'de> for Locate<'_> {
             }
             position += 1;
         }
-        sequence.next_element_seed(Locate { path: rest })?;
+        sequence.next_element_seed(Locate {
+            path: rest,
+            at_key: self.at_key,
+        })?;
         Ok(())
     }
 
