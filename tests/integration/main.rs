@@ -3,6 +3,15 @@
 //! Modules:
 //! - `support`: the temporary root (prints its listing on failure) and the binary runner.
 //! - `docs`: the pages in docs/ stay true to the code (exit codes, one page per command).
+//! - `config`: `bosun config print|validate|migrate`, and every kind of bad configuration input (exit code 3,
+//!   one located sentence, nothing changed on the host).
+//! - `certs`: `bosun certs` (check-expiration compared with real kubeadm, renew checked with OpenSSL, generate-csr,
+//!   timer) and `bosun kubeconfig user` (parsed by kubectl).
+//! - `cluster`: the cluster-side init phases (upload-config, upload-certs, mark-control-plane, bootstrap-token,
+//!   addons, show-join-command) on a real control plane (tier 1).
+//! - `token`: `bosun token` locally and against a real control plane, compared with kubeadm (tier 1).
+//! - `init`: `bosun init` as a workflow: idempotence, dry runs, phase selection, the needs check, killed runs.
+//! - `pki`: `init phase certs|kubeconfig` output checked by openssl, kubectl and a real etcd 3.4; bad files refused.
 //! - `etcd`: `bosun etcd` backup, status, restore (through a manifest-watching runner) and members, against real
 //!   etcd with openssl-made certificates.
 //! - `node`: rendered manifests against the Kubernetes OpenAPI schema, etcd run from bosun's manifest, a real
@@ -19,15 +28,21 @@
     reason = "integration tests inspect the machine directly"
 )]
 
+mod certs;
+mod cluster;
+mod config;
 #[path = "../e2e/differential.rs"]
 mod differential;
 mod docs;
 mod etcd;
 #[path = "../e2e/harness/mod.rs"]
 mod harness;
+mod init;
 mod node;
+mod pki;
 mod services;
 mod status;
 mod support;
 #[path = "../e2e/tier1.rs"]
 mod tier1;
+mod token;
