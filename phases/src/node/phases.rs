@@ -213,7 +213,11 @@ pub fn control_plane_phase() -> Phase<InitData> {
 
 /// `etcd` with child `local`: the local etcd static pod (skipped for external etcd).
 pub fn etcd_phase() -> Phase<InitData> {
-    Phase::new("etcd", "Write the static-pod manifest of the local etcd member").child(
+    Phase::new(
+        "etcd",
+        "Write the static-pod manifest of the local etcd member",
+    )
+    .child(
         Phase::new(
             "local",
             "Generate the static Pod manifest file for a local, single-node local etcd instance",
@@ -527,6 +531,14 @@ pub fn container_runtime_phase() -> Phase<InitData> {
             let socket = config.node_registration().cri_socket.clone();
             let kind = RuntimeKind::of_socket(&socket);
             let sandbox = sandbox_image(config)?;
+            // Render every file before writing any, so that a broken template override changes nothing.
+            let crictl = runtime::crictl_config(&templates, &socket)?;
+            let ipv6 = config
+                .service_subnets()
+                .map(|subnets| subnets.iter().any(|net| net.addr().is_ipv6()))
+                .unwrap_or(false);
+            let sysctl = runtime::sysctl_file(&templates, ipv6)?;
+            let modules = runtime::modules_file(&templates)?;
             let mut runtime_changed = false;
             match kind {
                 RuntimeKind::Containerd => {
@@ -565,15 +577,8 @@ pub fn container_runtime_phase() -> Phase<InitData> {
                     kind.name()
                 )),
             }
-            let crictl = runtime::crictl_config(&templates, &socket)?;
             context.ensure_file(Path::new(runtime::CRICTL_CONFIG), crictl.as_bytes(), 0o644)?;
-            let ipv6 = config
-                .service_subnets()
-                .map(|subnets| subnets.iter().any(|net| net.addr().is_ipv6()))
-                .unwrap_or(false);
-            let sysctl = runtime::sysctl_file(&templates, ipv6)?;
             context.ensure_file(Path::new(runtime::SYSCTL_FILE), sysctl.as_bytes(), 0o644)?;
-            let modules = runtime::modules_file(&templates)?;
             context.ensure_file(Path::new(runtime::MODULES_FILE), modules.as_bytes(), 0o644)?;
 
             let Some(service) = kind.service() else {

@@ -383,4 +383,9 @@ fn a_template_override_with_an_unknown_variable_fails_naming_template_and_variab
     let text = error.to_string();
     assert!(text.contains("crictl.yaml"), "{text}");
     assert!(text.contains("sock"), "{text}");
+    // Everything is rendered before anything is written.
+    assert!(!node
+        .files
+        .exists(Path::new(runtime::CONTAINERD_CONFIG))
+        .expect("exists"));
 }
