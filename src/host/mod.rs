@@ -6,9 +6,12 @@
 //! - `/etc/bosun/services/*.json`, `/run/bosun/*.pid`, `/var/log/bosun/*.log` — the process service backend
 //!   ([`services`]), used where systemd is not PID 1.
 //! - `/etc/systemd/system/<name>.service` — the systemd backend.
+//!
+//! [`kube`] is the Kubernetes API client (kube-rs) behind `bosun_phases::host::cluster`; it writes nothing on the node.
 
 pub mod etcd;
 pub mod facts;
+pub mod kube;
 pub mod local;
 pub mod lock;
 pub mod services;

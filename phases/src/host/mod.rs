@@ -8,10 +8,13 @@
 //! - [`Commands`]: run a program and collect its output.
 //! - [`Services`]: install, start, stop, restart and query long-running services (systemd or a process supervisor).
 //! - [`Clock`]: the current time, so that certificate validity and journal stamps are testable.
+//! - [`cluster::ClusterApi`]: the Kubernetes API (server-side apply, get, list, delete, health GETs), made by a
+//!   [`cluster::ClusterConnector`] from a kubeconfig.
 //!
 //! [`ensure_file`] is the idempotent primitive every phase uses: it compares what is on the node with what should be
 //! there and changes only the difference. [`dry_run::DryRunFiles`] records what would change instead of changing it.
 
+pub mod cluster;
 pub mod dry_run;
 pub mod memory;
 pub mod redact;
