@@ -112,8 +112,7 @@ const CLUSTER_ADMINS: &str = "kubeadm:cluster-admins";
 pub const CERTIFICATES: [CertSpec; 10] = [
     CertSpec {
         name: "ca",
-        long_name:
-            "self-signed Kubernetes CA to provision identities for other Kubernetes components",
+        long_name: "Kubernetes CA (self-signed) that signs the API server, kubelet and component certificates",
         base: "ca",
         signer: Signer::SelfSigned,
         common_name: CommonName::Fixed("kubernetes"),
@@ -124,7 +123,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "apiserver",
-        long_name: "certificate for serving the Kubernetes API",
+        long_name: "API server's serving certificate",
         base: "apiserver",
         signer: Signer::Ca("ca"),
         common_name: CommonName::Fixed("kube-apiserver"),
@@ -135,7 +134,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "apiserver-kubelet-client",
-        long_name: "certificate for the API server to connect to kubelet",
+        long_name: "API server's client certificate for kubelets",
         base: "apiserver-kubelet-client",
         signer: Signer::Ca("ca"),
         common_name: CommonName::Fixed("kube-apiserver-kubelet-client"),
@@ -146,7 +145,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "front-proxy-ca",
-        long_name: "self-signed CA to provision identities for front proxy",
+        long_name: "front-proxy CA (self-signed) for the aggregation layer",
         base: "front-proxy-ca",
         signer: Signer::SelfSigned,
         common_name: CommonName::Fixed("front-proxy-ca"),
@@ -157,7 +156,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "front-proxy-client",
-        long_name: "certificate for the front proxy client",
+        long_name: "front-proxy client certificate of the API server",
         base: "front-proxy-client",
         signer: Signer::Ca("front-proxy-ca"),
         common_name: CommonName::Fixed("front-proxy-client"),
@@ -168,7 +167,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "etcd-ca",
-        long_name: "self-signed CA to provision identities for etcd",
+        long_name: "etcd CA (self-signed) for etcd servers, peers and clients",
         base: "etcd/ca",
         signer: Signer::SelfSigned,
         common_name: CommonName::Fixed("etcd-ca"),
@@ -179,7 +178,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "etcd-server",
-        long_name: "certificate for serving etcd",
+        long_name: "etcd serving certificate",
         base: "etcd/server",
         signer: Signer::Ca("etcd-ca"),
         common_name: CommonName::NodeName,
@@ -191,7 +190,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "etcd-peer",
-        long_name: "certificate for etcd nodes to communicate with each other",
+        long_name: "etcd peer certificate for traffic between members",
         base: "etcd/peer",
         signer: Signer::Ca("etcd-ca"),
         common_name: CommonName::NodeName,
@@ -202,7 +201,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "etcd-healthcheck-client",
-        long_name: "certificate for liveness probes to healthcheck etcd",
+        long_name: "etcd client certificate of health checks",
         base: "etcd/healthcheck-client",
         signer: Signer::Ca("etcd-ca"),
         common_name: CommonName::Fixed("kube-etcd-healthcheck-client"),
@@ -213,7 +212,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
     },
     CertSpec {
         name: "apiserver-etcd-client",
-        long_name: "certificate the apiserver uses to access etcd",
+        long_name: "API server's client certificate for etcd",
         base: "apiserver-etcd-client",
         signer: Signer::Ca("etcd-ca"),
         common_name: CommonName::Fixed("kube-apiserver-etcd-client"),
@@ -227,7 +226,7 @@ pub const CERTIFICATES: [CertSpec; 10] = [
 /// The service-account signing key pair (`sa.key`, `sa.pub`); not a certificate.
 pub const SERVICE_ACCOUNT: ServiceAccountSpec = ServiceAccountSpec {
     name: "sa",
-    long_name: "private key for signing service account tokens along with its public key",
+    long_name: "service-account signing key and its public key",
     private_key_file: "sa.key",
     public_key_file: "sa.pub",
 };
@@ -287,7 +286,7 @@ pub struct KubeconfigSpec {
 pub const KUBECONFIGS: [KubeconfigSpec; 5] = [
     KubeconfigSpec {
         name: "admin",
-        long_name: "kubeconfig file for the admin to use and for kubeadm itself",
+        long_name: "administrator's kubeconfig file (group kubeadm:cluster-admins)",
         file: "admin.conf",
         client_name: ClientName::Fixed("kubernetes-admin"),
         organization: &[CLUSTER_ADMINS],
@@ -296,7 +295,7 @@ pub const KUBECONFIGS: [KubeconfigSpec; 5] = [
     },
     KubeconfigSpec {
         name: "super-admin",
-        long_name: "kubeconfig file for the super-admin",
+        long_name: "break-glass kubeconfig file (group system:masters)",
         file: "super-admin.conf",
         client_name: ClientName::Fixed("kubernetes-super-admin"),
         organization: &["system:masters"],
@@ -305,7 +304,8 @@ pub const KUBECONFIGS: [KubeconfigSpec; 5] = [
     },
     KubeconfigSpec {
         name: "kubelet",
-        long_name: "kubeconfig file for the kubelet to use ONLY for cluster bootstrapping purposes",
+        long_name:
+            "kubelet's kubeconfig file for the first node, until its client certificate rotates",
         file: "kubelet.conf",
         client_name: ClientName::Node,
         organization: &["system:nodes"],
@@ -314,7 +314,7 @@ pub const KUBECONFIGS: [KubeconfigSpec; 5] = [
     },
     KubeconfigSpec {
         name: "controller-manager",
-        long_name: "kubeconfig file for the controller manager to use",
+        long_name: "controller-manager's kubeconfig file",
         file: "controller-manager.conf",
         client_name: ClientName::Fixed("system:kube-controller-manager"),
         organization: &[],
@@ -323,7 +323,7 @@ pub const KUBECONFIGS: [KubeconfigSpec; 5] = [
     },
     KubeconfigSpec {
         name: "scheduler",
-        long_name: "kubeconfig file for the scheduler to use",
+        long_name: "scheduler's kubeconfig file",
         file: "scheduler.conf",
         client_name: ClientName::Fixed("system:kube-scheduler"),
         organization: &[],

@@ -622,7 +622,7 @@ fn pregenerate(ctx: &mut PhaseCtx<'_, InitData>, children: Children) -> Result<(
 
 fn cert_phase(spec: &'static CertSpec) -> Phase<InitData> {
     let mut phase =
-        Phase::new(spec.name, format!("Generate the {}", spec.long_name)).makes(move |data| {
+        Phase::new(spec.name, format!("Make or reuse the {}", spec.long_name)).makes(move |data| {
             vec![
                 Artefact::File(pki_file(data, &spec.cert_file())),
                 Artefact::File(pki_file(data, &spec.key_file())),
@@ -643,7 +643,7 @@ fn cert_phase(spec: &'static CertSpec) -> Phase<InitData> {
 fn service_account_phase() -> Phase<InitData> {
     Phase::new(
         SERVICE_ACCOUNT.name,
-        format!("Generate a {}", SERVICE_ACCOUNT.long_name),
+        format!("Make or reuse the {}", SERVICE_ACCOUNT.long_name),
     )
     .makes(|data| {
         vec![
@@ -657,7 +657,7 @@ fn service_account_phase() -> Phase<InitData> {
 /// `certs`: every certificate and the service-account key pair, in kubeadm's order. The parent generates the keys
 /// its children will need in parallel first; each child also works alone.
 pub fn certs_phase() -> Phase<InitData> {
-    Phase::new("certs", "Certificate generation")
+    Phase::new("certs", "Make or reuse the cluster certificates and keys")
         .long_about(
             "Make the control-plane PKI under certificatesDir: the Kubernetes, front-proxy and etcd CAs, the leaf \
              certificates signed by them and the service-account key pair. Existing valid files are reused; an \
@@ -669,7 +669,7 @@ pub fn certs_phase() -> Phase<InitData> {
 }
 
 fn kubeconfig_child(spec: &'static KubeconfigSpec) -> Phase<InitData> {
-    Phase::new(spec.name, format!("Generate a {}", spec.long_name))
+    Phase::new(spec.name, format!("Make or reuse the {}", spec.long_name))
         .needs(|data| vec![Artefact::File(pki_file(data, "ca.crt"))])
         .makes(move |_| vec![Artefact::File(kubeconfig_path(spec))])
         .run(move |ctx| ensure_kubeconfig(ctx, spec))
@@ -677,7 +677,7 @@ fn kubeconfig_child(spec: &'static KubeconfigSpec) -> Phase<InitData> {
 
 /// `kubeconfig`: the kubeconfig files of the admin, super-admin, kubelet, controller-manager and scheduler.
 pub fn kubeconfig_phase() -> Phase<InitData> {
-    Phase::new("kubeconfig", "Generate all kubeconfig files necessary to establish the control plane and the admin kubeconfig file")
+    Phase::new("kubeconfig", "Make or reuse the kubeconfig files of the administrator and the control-plane components")
         .long_about(
             "Write /etc/kubernetes/{admin,super-admin,kubelet,controller-manager,scheduler}.conf with client \
              certificates signed by the Kubernetes CA. An existing file is kept if it embeds the current CA.",
