@@ -283,3 +283,53 @@ fn every_printed_default_loads_back() {
             .unwrap_or_else(|error| panic!("{kind:?} defaults do not load: {error}\n{text}"));
     }
 }
+
+/// A cheap, deterministic stand-in for the fuzz target (fuzz/fuzz_targets/config_load.rs) that runs on stable in
+/// every test run: small edits of every fixture never panic, errors always name the file, and whatever loads
+/// round-trips.
+#[test]
+fn edited_fixtures_never_panic_and_whatever_loads_round_trips() {
+    let edits: [fn(&str, usize) -> String; 5] = [
+        |text, at| format!("{}{}", &text[..at], &text[at + 1..]),
+        |text, at| format!("{}:{}", &text[..at], &text[at..]),
+        |text, at| format!("{}\n{}", &text[..at], &text[at..]),
+        |text, at| format!("{}[{}", &text[..at], &text[at..]),
+        |text, at| format!("{}  {}", &text[..at], &text[at..]),
+    ];
+    let mut loaded = 0;
+    let mut rejected = 0;
+    for (name, text) in FIXTURES {
+        let boundaries: Vec<usize> = (0..text.len())
+            .filter(|at| text.is_char_boundary(*at) && text.is_char_boundary(at + 1))
+            .step_by(11)
+            .collect();
+        for at in boundaries {
+            for edit in &edits {
+                let edited = edit(text, at);
+                match load("edited.yaml", &edited, &facts()) {
+                    Ok(config) => {
+                        loaded += 1;
+                        let printed = print::full(&config).expect("print");
+                        let reloaded =
+                            load("printed", &printed, &facts()).unwrap_or_else(|error| {
+                                panic!("{name} edited at {at}: {error}\n{edited}")
+                            });
+                        assert_same_meaning(config, reloaded, name);
+                    }
+                    Err(error) => {
+                        rejected += 1;
+                        assert!(!error.problems.is_empty());
+                        for problem in &error.problems {
+                            assert_eq!(problem.file, "edited.yaml");
+                            assert!(!problem.message.is_empty());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        loaded > 100 && rejected > 100,
+        "loaded {loaded}, rejected {rejected}"
+    );
+}

@@ -223,16 +223,13 @@ fn assert_reports(case: &BadInput, output: &std::process::Output) {
             case.fixture
         );
     }
-    match case.hint {
-        Some(wanted) => {
-            let hint = hint.unwrap_or_else(|| panic!("{}: no hint in\n{text}", case.fixture));
-            assert!(
-                hint.contains(wanted),
-                "{}: hint {hint:?} lacks {wanted:?}",
-                case.fixture
-            );
-        }
-        None => {}
+    if let Some(wanted) = case.hint {
+        let hint = hint.unwrap_or_else(|| panic!("{}: no hint in\n{text}", case.fixture));
+        assert!(
+            hint.contains(wanted),
+            "{}: hint {hint:?} lacks {wanted:?}",
+            case.fixture
+        );
     }
 }
 
