@@ -501,8 +501,7 @@ fn renew_refuses_kubelet_conf_cas_and_external_cas() {
     );
     assert_success(&all);
     assert!(
-        stderr(&all)
-            .contains("[etcd-server] skipped: detected external etcd-ca"),
+        stderr(&all).contains("[etcd-server] skipped: detected external etcd-ca"),
         "{}",
         stderr(&all)
     );

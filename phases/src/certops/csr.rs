@@ -29,7 +29,7 @@ fn leaves(data: &CsrData) -> Vec<&'static CertSpec> {
     let external_etcd = data.config.external_etcd().is_some();
     CERTIFICATES
         .iter()
-        .filter(|spec| !spec.is_ca() && !(spec.etcd && external_etcd))
+        .filter(|spec| !(spec.is_ca() || (spec.etcd && external_etcd)))
         .collect()
 }
 

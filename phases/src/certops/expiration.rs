@@ -92,7 +92,7 @@ pub fn check(
     let mut certificates = Vec::new();
     for spec in CERTIFICATES
         .iter()
-        .filter(|spec| !spec.is_ca() && !(spec.etcd && external_etcd))
+        .filter(|spec| !(spec.is_ca() || (spec.etcd && external_etcd)))
     {
         let ca_name = spec.ca().map(|ca| ca.name).unwrap_or_default();
         let path = locations.cert(spec);

@@ -120,7 +120,7 @@ impl Target {
 pub fn targets(external_etcd: bool) -> Vec<Target> {
     CERTIFICATES
         .iter()
-        .filter(|spec| !spec.is_ca() && !(spec.etcd && external_etcd))
+        .filter(|spec| !(spec.is_ca() || (spec.etcd && external_etcd)))
         .map(Target::Certificate)
         .chain(
             KUBECONFIGS
