@@ -461,6 +461,33 @@ fn cluster_phases_build_the_cluster_objects_on_a_real_control_plane() {
                 )]
             );
 
+            // wait-control-plane: tier 1 has no kubelet, so the phase must give up after the configured kubelet
+            // timeout and name the kubelet and the URL it polled.
+            let impatient = plane.root.path().join("bosun-impatient.yaml");
+            let text = std::fs::read_to_string(&plane.config)
+                .expect("read bosun.yaml")
+                .replacen(
+                    "kind: InitConfiguration\n",
+                    "kind: InitConfiguration\ntimeouts:\n  kubeletHealthCheck: 3s\n",
+                    1,
+                );
+            std::fs::write(&impatient, text).expect("write bosun-impatient.yaml");
+            let waited = plane.bosun(&[
+                "init",
+                "phase",
+                "wait-control-plane",
+                "--config",
+                impatient.to_str().expect("utf-8"),
+            ]);
+            assert!(!waited.status.success(), "no kubelet runs in tier 1");
+            let text = String::from_utf8_lossy(&waited.stderr);
+            assert!(
+                text.contains("kubelet is not healthy after 3s")
+                    && text.contains("http://127.0.0.1:10248/healthz")
+                    && text.contains("hint:"),
+                "{text}"
+            );
+
             // show-join-command: the printed pin is the CA's.
             let config = plane.config.to_str().expect("utf-8").to_owned();
             let shown = plane.bosun(&["init", "phase", "show-join-command", "--config", &config]);
