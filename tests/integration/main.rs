@@ -21,6 +21,7 @@
 //! - `harness` (tests/e2e/harness/): the real-Kubernetes harness — built binaries, sandbox nodes, static pods run as
 //!   processes (docs/testing.md).
 //! - `tier1` (tests/e2e/tier1.rs): a real control plane from a node root's manifests, certificates and kubeconfigs.
+//! - `tier2` (tests/e2e/tier2.rs): a node's own containerd runs the locally built images.
 //! - `differential` (tests/e2e/differential.rs): real kubeadm and bosun write equivalent files from one config.
 
 #![expect(
@@ -45,4 +46,6 @@ mod status;
 mod support;
 #[path = "../e2e/tier1.rs"]
 mod tier1;
+#[path = "../e2e/tier2.rs"]
+mod tier2;
 mod token;

@@ -7,12 +7,15 @@
 //! - `sandbox`: a throw-away node: its own network, PID and UTS namespaces (an `eth0` with [`sandbox::NODE_IP`], a
 //!   hostname), held by one process whose death kills everything started in it, even when the test process is
 //!   killed.
+//! - `containerd`: a node's own containerd in a sandbox (own root, state, socket, CNI directory) with the
+//!   images of tests/e2e/make-images imported.
 //! - `static_pods`: runs a node root's static-pod manifests the way the kubelet would, as processes in the sandbox:
 //!   each container in its own mount namespace whose root holds only the image's binary and the pod's hostPath
 //!   volumes (taken from the node root) at their mount paths; waits for the pods' probes; shows their logs when a
 //!   test fails.
 
 pub mod binaries;
+pub mod containerd;
 pub mod sandbox;
 pub mod static_pods;
 
