@@ -346,7 +346,8 @@ pub fn kubelet_start_phase() -> Phase<InitData> {
         "kubelet-start",
         "Write kubelet settings and (re)start the kubelet",
     )
-    .needs(|_| vec![Artefact::State(RUNTIME_STATE.to_owned())])
+    // No declared need on the runtime: like kubeadm's, `init phase kubelet-start` runs on its own against a runtime
+    // the user set up; in the full workflow container-runtime comes first.
     .makes(|_| {
         vec![
             file(paths::KUBELET_CONFIG),
