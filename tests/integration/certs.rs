@@ -725,3 +725,206 @@ fn the_timer_is_a_cron_entry_without_systemd_and_is_kept_on_reinstall() {
     ));
     assert!(!root.join("/etc/cron.d/bosun-certs-renew").exists());
 }
+
+/// Runs Debian's etcd from the node root's renewed certificates and restarts it whenever its manifest changes, as the
+/// kubelet recreates a static pod (a small watcher stands in for the kubelet's manifest watch here; tier 1 runs the
+/// real control plane).
+struct ManifestWatchingEtcd {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ManifestWatchingEtcd {
+    fn start(root: &TempRoot, client_port: u16, metrics_port: u16) -> Self {
+        let pki = root.join(PKI);
+        let manifest = root.join("/etc/kubernetes/manifests/etcd.yaml");
+        let data_dir = root.join("/var/lib/etcd");
+        let peer_port = client_port + 1;
+        let spawn = move || {
+            Command::new("/usr/bin/etcd")
+                .args(["--name", "cp-1", "--data-dir"])
+                .arg(&data_dir)
+                .arg(format!(
+                    "--listen-client-urls=https://127.0.0.1:{client_port}"
+                ))
+                .arg(format!(
+                    "--advertise-client-urls=https://127.0.0.1:{client_port}"
+                ))
+                .arg(format!("--listen-peer-urls=https://127.0.0.1:{peer_port}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=https://127.0.0.1:{peer_port}"
+                ))
+                .arg(format!(
+                    "--initial-cluster=cp-1=https://127.0.0.1:{peer_port}"
+                ))
+                .arg(format!(
+                    "--listen-metrics-urls=http://127.0.0.1:{metrics_port}"
+                ))
+                .arg(format!(
+                    "--cert-file={}",
+                    pki.join("etcd/server.crt").display()
+                ))
+                .arg(format!(
+                    "--key-file={}",
+                    pki.join("etcd/server.key").display()
+                ))
+                .arg(format!(
+                    "--trusted-ca-file={}",
+                    pki.join("etcd/ca.crt").display()
+                ))
+                .arg("--client-cert-auth")
+                .arg(format!(
+                    "--peer-cert-file={}",
+                    pki.join("etcd/peer.crt").display()
+                ))
+                .arg(format!(
+                    "--peer-key-file={}",
+                    pki.join("etcd/peer.key").display()
+                ))
+                .arg(format!(
+                    "--peer-trusted-ca-file={}",
+                    pki.join("etcd/ca.crt").display()
+                ))
+                .arg("--peer-client-cert-auth")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("start etcd")
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut etcd = spawn();
+            let mut seen = std::fs::read(&manifest).expect("manifest");
+            while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                let now = std::fs::read(&manifest).unwrap_or_default();
+                if now != seen {
+                    seen = now;
+                    let _ = etcd.kill();
+                    let _ = etcd.wait();
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    etcd = spawn();
+                }
+            }
+            let _ = etcd.kill();
+            let _ = etcd.wait();
+        });
+        ManifestWatchingEtcd {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ManifestWatchingEtcd {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn etcdctl(root: &TempRoot, client_port: u16, arguments: &[&str]) -> std::process::Output {
+    let pki = root.join(PKI);
+    Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints=https://127.0.0.1:{client_port}"))
+        .arg(format!("--cacert={}", pki.join("etcd/ca.crt").display()))
+        .arg(format!(
+            "--cert={}",
+            pki.join("apiserver-etcd-client.crt").display()
+        ))
+        .arg(format!(
+            "--key={}",
+            pki.join("apiserver-etcd-client.key").display()
+        ))
+        .args(arguments)
+        .output()
+        .expect("run etcdctl")
+}
+
+#[test]
+fn renewal_restarts_etcd_through_its_manifest_and_etcd_serves_the_new_certificate() {
+    let (root, config) = node_with_pki();
+    let base = 24_000 + u16::try_from(std::process::id() % 1000).expect("port") * 4;
+    let (client_port, metrics_port) = (base, base + 2);
+    root.write(
+        "/etc/kubernetes/manifests/etcd.yaml",
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: etcd\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - etcd\n    - --listen-metrics-urls=http://127.0.0.1:{metrics_port}\n    name: etcd\n"
+        )
+        .as_bytes(),
+    );
+    let _etcd = ManifestWatchingEtcd::start(&root, client_port, metrics_port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !etcdctl(&root, client_port, &["put", "before", "renewal"])
+        .status
+        .success()
+    {
+        assert!(std::time::Instant::now() < deadline, "etcd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    let output = bosun_in(
+        &root,
+        &[
+            "certs",
+            "renew",
+            "etcd-server",
+            "etcd-peer",
+            "apiserver-etcd-client",
+            "--config",
+            &config,
+            "--restart-timeout",
+            "60s",
+        ],
+    );
+    assert_success(&output);
+    let log = stderr(&output);
+    assert!(
+        log.contains("[restart/etcd] etcd is healthy after"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("stayed healthy"),
+        "the restart was seen: {log}"
+    );
+    let manifest = root.read_string("/etc/kubernetes/manifests/etcd.yaml");
+    assert!(manifest.contains("bosun.dev/restarted-at:"), "{manifest}");
+    // etcd serves the renewed certificate and accepts the renewed client certificate.
+    let ca = root
+        .join("/etc/kubernetes/pki/etcd/ca.crt")
+        .display()
+        .to_string();
+    let served = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{client_port}"),
+            "-CAfile",
+            &ca,
+            "-showcerts",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl s_client");
+    let served_text = String::from_utf8_lossy(&served.stdout).into_owned();
+    let begin = served_text
+        .find("-----BEGIN CERTIFICATE-----")
+        .expect("a served certificate");
+    let end = served_text.find("-----END CERTIFICATE-----").expect("end")
+        + "-----END CERTIFICATE-----".len();
+    root.write("/served.crt", served_text[begin..end].as_bytes());
+    assert_eq!(
+        x509(&root, "/served.crt", &["-serial"]),
+        x509(&root, "/etc/kubernetes/pki/etcd/server.crt", &["-serial"])
+    );
+    let read = etcdctl(&root, client_port, &["get", "before"]);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(String::from_utf8_lossy(&read.stdout).contains("renewal"));
+}

@@ -698,7 +698,8 @@ fn restart_component(
     };
     let started = Instant::now();
     let mut went_down = false;
-    while started.elapsed() < settings.settle {
+    let settle = settings.settle.min(settings.timeout);
+    while started.elapsed() < settle {
         if probe(&url).is_err() {
             went_down = true;
             break;
@@ -709,7 +710,7 @@ fn restart_component(
         ctx.warn(format!(
             "{component} stayed healthy for {}s after its manifest changed; the kubelet may not have restarted it (is it \
              watching {}?)",
-            settings.settle.as_secs(),
+            settle.as_secs(),
             crate::paths::MANIFESTS_DIR
         ));
     }
