@@ -543,6 +543,19 @@ fn a_real_etcd_accepts_the_apiserver_and_healthcheck_clients_and_refuses_another
             || text.contains("context"),
         "{text}"
     );
+    // etcd is still serving: the refusal was about the client certificate, not a dead server.
+    let again = etcdctl(
+        &root,
+        &root,
+        &endpoint,
+        "etcd/healthcheck-client",
+        &["endpoint", "health"],
+    );
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }
 
 #[test]
