@@ -113,6 +113,13 @@ impl Printer {
                 Level::Info => self.line(&format!("[{phase}] {text}")),
                 Level::Warning => self.line(&format!("[{phase}] WARNING: {text}")),
             },
+            Event::Data { text, .. } => {
+                if let Some(bar) = &self.spinner {
+                    bar.suspend(|| print_data(&with_newline(text)));
+                } else {
+                    print_data(&with_newline(text));
+                }
+            }
             Event::Planned { phase, change } => self.line(&planned_text(phase, change)),
             Event::Progress {
                 phase,
@@ -206,6 +213,14 @@ pub fn print_document<T: serde::Serialize>(format: OutputFormat, value: &T) -> R
     };
     print_data(&text);
     Ok(())
+}
+
+fn with_newline(text: &str) -> String {
+    if text.ends_with('\n') {
+        text.to_owned()
+    } else {
+        format!("{text}\n")
+    }
 }
 
 /// Writes data (tables, commands) to stdout.

@@ -102,7 +102,7 @@ fn run(ctx: &mut PhaseCtx<'_, InitData>) -> Result<(), PhaseError> {
         paths::ADMIN_CONF
     ));
     if control_plane_key.is_some() {
-        text.push_str("You can now join any number of control-plane nodes by running the following on each as root:\n\n  ");
+        text.push_str("To add a control-plane node, run this on it as root:\n\n  ");
         text.push_str(&control_plane.multi_line().replace('\n', "\n  "));
         text.push_str(
             "\n\nThe certificate key gives access to the cluster's CA keys: keep it secret. The uploaded certificates \
@@ -110,15 +110,15 @@ fn run(ctx: &mut PhaseCtx<'_, InitData>) -> Result<(), PhaseError> {
         );
     } else {
         text.push_str(
-            "You can join control-plane nodes by copying the certificate authorities and service-account keys to each \
-             node and running the following as root:\n\n  ",
+            "To add a control-plane node, copy the CAs and the service-account keys to it, then run this on it as \
+             root:\n\n  ",
         );
         text.push_str(&control_plane.multi_line().replace('\n', "\n  "));
         text.push_str("\n\n");
     }
-    text.push_str("Then you can join any number of worker nodes by running the following on each as root:\n\n  ");
+    text.push_str("To add a worker node, run this on it as root:\n\n  ");
     text.push_str(&worker.multi_line().replace('\n', "\n  "));
-    ctx.info(text);
+    ctx.output(text);
     Ok(())
 }
 

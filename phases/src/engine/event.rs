@@ -45,6 +45,11 @@ pub enum Event {
         level: Level,
         text: String,
     },
+    /// A result the user asked for (a join command): printed on stdout, the only place data goes.
+    Data {
+        phase: String,
+        text: String,
+    },
     /// In a dry run, a change that would have been made.
     Planned {
         phase: String,

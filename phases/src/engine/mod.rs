@@ -534,6 +534,14 @@ impl<C> PhaseCtx<'_, C> {
         self.artefacts.push(ArtefactRecord { artefact, outcome });
     }
 
+    /// Hands the user a result (a join command, a table): the printer writes it to stdout, apart from the log.
+    pub fn output(&self, text: impl Into<String>) {
+        self.sink.emit(Event::Data {
+            phase: self.phase.to_owned(),
+            text: text.into(),
+        });
+    }
+
     pub fn info(&self, text: impl Into<String>) {
         self.message(Level::Info, text.into());
     }
