@@ -915,7 +915,7 @@ fn renewal_restarts_etcd_through_its_manifest_and_etcd_serves_the_new_certificat
         .expect("a served certificate");
     let end = served_text.find("-----END CERTIFICATE-----").expect("end")
         + "-----END CERTIFICATE-----".len();
-    root.write("/served.crt", served_text[begin..end].as_bytes());
+    root.write("/served.crt", &served_text.as_bytes()[begin..end]);
     assert_eq!(
         x509(&root, "/served.crt", &["-serial"]),
         x509(&root, "/etc/kubernetes/pki/etcd/server.crt", &["-serial"])
