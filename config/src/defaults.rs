@@ -215,9 +215,9 @@ pub fn upgrade(upgrade: &mut UpgradeConfiguration) {
     node.etcd_upgrade = node.etcd_upgrade.or(Some(true));
     fill(&mut node.image_pull_policy, DEFAULT_IMAGE_PULL_POLICY);
     node.image_pull_serial = node.image_pull_serial.or(Some(true));
-    if upgrade.diff.context_lines == 0 {
-        upgrade.diff.context_lines = DEFAULT_UPGRADE_DIFF_CONTEXT_LINES;
-    }
+    upgrade.plan.etcd_upgrade = upgrade.plan.etcd_upgrade.or(Some(true));
+    // diff.contextLines stays 0 in the file, as kubeadm leaves it; `upgrade diff` uses
+    // DEFAULT_UPGRADE_DIFF_CONTEXT_LINES when it is 0.
     fill_timeouts(&mut upgrade.timeouts);
 }
 

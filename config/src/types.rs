@@ -498,6 +498,8 @@ pub struct UpgradePlanConfiguration {
     pub allow_rc_upgrades: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dry_run: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub etcd_upgrade: Option<bool>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ignore_preflight_errors: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

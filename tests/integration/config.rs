@@ -470,3 +470,99 @@ fn migrate_writes_a_v1beta4_file_that_validates() {
     ]);
     assert_exit(&output, INVALID_CONFIG);
 }
+
+/// kubeadm's own `config print` output: bosun prints the same documents (apart from the documented differences),
+/// and loads whatever kubeadm prints, component configurations included.
+#[test]
+fn config_print_matches_real_kubeadm() {
+    let Some(binaries) = crate::harness::binaries::Binaries::require(
+        "config::config_print_matches_real_kubeadm",
+        &["kubeadm"],
+    ) else {
+        return;
+    };
+    let kubeadm = binaries.path("kubeadm");
+    let directory = tempfile::tempdir().expect("tempdir");
+    let print = |program: &std::path::Path, arguments: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(arguments)
+            .output()
+            .expect("run");
+        assert!(
+            output.status.success(),
+            "{program:?} {arguments:?}: {}",
+            stderr(&output)
+        );
+        stdout(&output)
+    };
+    let bosun_binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_bosun"));
+    for which in [
+        "init-defaults",
+        "join-defaults",
+        "reset-defaults",
+        "upgrade-defaults",
+    ] {
+        let theirs = print(&kubeadm, &["config", "print", which]);
+        let ours = print(&bosun_binary, &["config", "print", which]);
+        // Documented differences: kubeadm prints its own version as x.y.0, bosun its pinned release; kubeadm's
+        // join defaults carry this machine's hostname where bosun prints the placeholder `node`.
+        let normalise = |text: &str| -> String {
+            text.lines()
+                .filter(|line| !line.starts_with("kubernetesVersion: "))
+                .map(|line| {
+                    if which == "join-defaults" && line.starts_with("  name: ") {
+                        "  name: <node>"
+                    } else {
+                        line
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(
+            normalise(&ours),
+            normalise(&theirs),
+            "config print {which} differs from kubeadm's"
+        );
+        let path = directory.path().join(format!("kubeadm-{which}.yaml"));
+        std::fs::write(&path, &theirs).expect("write");
+        let output = bosun(&[
+            "config",
+            "validate",
+            "--config",
+            path.to_str().expect("utf-8"),
+        ]);
+        assert_success(&output);
+    }
+    let theirs = print(
+        &kubeadm,
+        &[
+            "config",
+            "print",
+            "init-defaults",
+            "--component-configs",
+            "KubeletConfiguration,KubeProxyConfiguration",
+        ],
+    );
+    let path = directory.path().join("kubeadm-components.yaml");
+    std::fs::write(&path, &theirs).expect("write");
+    let output = bosun(&[
+        "config",
+        "validate",
+        "--config",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_success(&output);
+    // kubeadm's migrate output of a v1beta3 fixture loads in bosun too.
+    let old = fixture("extra-args-volumes.v1beta3.yaml");
+    let migrated = print(&kubeadm, &["config", "migrate", "--old-config", &old]);
+    let path = directory.path().join("kubeadm-migrated.yaml");
+    std::fs::write(&path, &migrated).expect("write");
+    let output = bosun(&[
+        "config",
+        "validate",
+        "--config",
+        path.to_str().expect("utf-8"),
+    ]);
+    assert_success(&output);
+}
