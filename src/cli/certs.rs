@@ -28,6 +28,7 @@ use crate::settings::Settings;
 ///   bosun certs certificate-key
 ///   bosun certs timer install
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct CertsArgs {
     #[command(subcommand)]
     pub command: CertsCommand,

@@ -17,6 +17,7 @@ use crate::settings::Settings;
 ///   bosun kubeconfig user --client-name alice --org developers > alice.conf
 ///   bosun kubeconfig user --client-name ci --validity 24h --config cluster.yaml
 #[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
 pub struct KubeconfigArgs {
     #[command(subcommand)]
     pub command: KubeconfigCommand,
