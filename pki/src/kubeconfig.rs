@@ -21,7 +21,8 @@ pub struct Kubeconfig {
     #[serde(default)]
     pub current_context: String,
     pub kind: String,
-    #[serde(default)]
+    /// Kept when read; kubeadm 1.35 writes none, so an empty one is not written either.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub preferences: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub users: Vec<NamedUser>,

@@ -234,7 +234,11 @@ fn openssl_verifies_every_certificate_and_sees_kubeadm_subjects_sans_and_usages(
     let sa_pub = std::fs::read_to_string(pki(&root, "sa.pub")).expect("sa.pub");
     assert_eq!(from_key, sa_pub, "sa.pub is the PKIX public half of sa.key");
     assert_eq!(mode(&pki(&root, "sa.key")), 0o600);
-    assert_eq!(mode(&pki(&root, "sa.pub")), 0o644);
+    assert_eq!(
+        mode(&pki(&root, "sa.pub")),
+        0o600,
+        "kubeadm writes sa.pub 0600"
+    );
 
     // Validity: a year for leaves, ten for CAs, from five minutes ago.
     let dates = run_ok(

@@ -10,7 +10,7 @@
 //! - A kubeconfig that exists is kept if it embeds the current CA; a different server URL is a warning.
 //! - External etcd skips the etcd CA and its leaves.
 //!
-//! Modes: keys and kubeconfigs 0600, certificates and `sa.pub` 0644. Every artefact is reported as unchanged
+//! Modes: keys, `sa.pub` and kubeconfigs 0600 (as kubeadm), certificates 0644. Every artefact is reported as unchanged
 //! ("using existing") or created ("generated").
 //!
 //! Files on a node: `<certificatesDir>/{ca,apiserver,apiserver-kubelet-client,front-proxy-ca,front-proxy-client,
@@ -453,7 +453,8 @@ fn ensure_service_account(ctx: &mut PhaseCtx<'_, InitData>) -> Result<(), PhaseE
             ctx,
             &public_path,
             key.public_key_pem().as_bytes(),
-            CERT_MODE,
+            // kubeadm writes the service-account public key 0600, like its key.
+            KEY_MODE,
             "derived from the key",
         )?,
     }

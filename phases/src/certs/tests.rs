@@ -186,10 +186,7 @@ fn first_run_creates_everything_with_kubeadm_modes_and_second_run_changes_nothin
     let sink = Collect::default();
     let report = run_at(&files, &data, None, start(), &sink).expect("first run");
     for path in all_files() {
-        let expected = if path
-            .extension()
-            .is_some_and(|ext| ext == "crt" || ext == "pub")
-        {
+        let expected = if path.extension().is_some_and(|ext| ext == "crt") {
             0o644
         } else {
             0o600
