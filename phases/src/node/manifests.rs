@@ -598,7 +598,8 @@ pub fn kube_scheduler(config: &Config, facts: &ManifestFacts) -> Result<StaticPo
         probe_host,
         "HTTPS",
         PROBE_PORT_NAME,
-        [Some("/healthz"), None, Some("/healthz")],
+        // kubeadm 1.35 probes the scheduler on /livez and /readyz (the controller-manager stays on /healthz).
+        [Some("/livez"), Some("/readyz"), Some("/livez")],
     );
     let mut command = vec![KUBE_SCHEDULER.to_owned()];
     command.extend(command_line(&defaults, extra_args));
