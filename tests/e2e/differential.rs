@@ -22,42 +22,7 @@ use crate::tier1::{bosun_writes_root, built_version, kubeadm_config, kubeadm_wri
 
 /// Differences between kubeadm's files and bosun's that are known, each with its reason (also in docs/testing.md).
 /// Keys are the difference lines [`compare_roots`] reports.
-const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
-    (
-        "admin.conf: preferences: kubeadm absent, bosun {}",
-        "bosun writes an empty `preferences: {}` that kubeadm 1.35 omits; clients ignore it (to fix in the \
-         kubeconfig types, pki/)",
-    ),
-    (
-        "controller-manager.conf: preferences: kubeadm absent, bosun {}",
-        "as admin.conf",
-    ),
-    ("kubelet.conf: preferences: kubeadm absent, bosun {}", "as admin.conf"),
-    ("scheduler.conf: preferences: kubeadm absent, bosun {}", "as admin.conf"),
-    ("super-admin.conf: preferences: kubeadm absent, bosun {}", "as admin.conf"),
-    (
-        "manifests/kube-scheduler.yaml: spec.containers[kube-scheduler].livenessProbe.httpGet.path: kubeadm \
-         \"/livez\", bosun \"/healthz\"",
-        "kubeadm 1.35 probes the scheduler on /livez and /readyz; bosun's template still uses /healthz and has no \
-         readinessProbe (to fix in templates/static-pod.yaml)",
-    ),
-    (
-        "manifests/kube-scheduler.yaml: spec.containers[kube-scheduler].readinessProbe: kubeadm failureThreshold: 3 \
-         httpGet:   host: 127.0.0.1   path: /readyz   port: probe-port   scheme: HTTPS periodSeconds: 1 \
-         timeoutSeconds: 15, bosun absent",
-        "as the livenessProbe",
-    ),
-    (
-        "manifests/kube-scheduler.yaml: spec.containers[kube-scheduler].startupProbe.httpGet.path: kubeadm \
-         \"/livez\", bosun \"/healthz\"",
-        "as the livenessProbe",
-    ),
-    (
-        "pki/sa.pub: mode: kubeadm 0600, bosun 0644",
-        "kubeadm writes the service-account public key 0600 like a key; bosun 0644 like a certificate (it is \
-         public; to align in phases/src/certs)",
-    ),
-];
+const KNOWN_DIFFERENCES: &[(&str, &str)] = &[];
 
 #[test]
 fn kubeadm_and_bosun_write_equivalent_files() {
