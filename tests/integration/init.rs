@@ -197,3 +197,30 @@ fn a_killed_run_leaves_whole_files_only() {
     assert_success(&again);
     assert!(changes(&stderr(&again)).is_empty(), "{}", stderr(&again));
 }
+
+#[test]
+fn a_restart_stamp_from_certs_renew_survives_a_second_init() {
+    let root = TempRoot::new();
+    assert_success(&init(&root, &[]));
+    let path = "/etc/kubernetes/manifests/kube-scheduler.yaml";
+    let mut manifest: serde_yaml::Value =
+        serde_yaml::from_str(&root.read_string(path)).expect("manifest parses");
+    manifest["metadata"]["annotations"]["bosun.dev/restarted-at"] =
+        serde_yaml::Value::from("2026-12-01T12:00:00Z");
+    root.write(
+        path,
+        serde_yaml::to_string(&manifest).expect("yaml").as_bytes(),
+    );
+
+    assert_success(&init(&root, &[]));
+    let again: serde_yaml::Value =
+        serde_yaml::from_str(&root.read_string(path)).expect("manifest parses");
+    assert_eq!(
+        again["metadata"]["annotations"]["bosun.dev/restarted-at"].as_str(),
+        Some("2026-12-01T12:00:00Z"),
+        "init dropped the restart stamp, which would restart the scheduler again"
+    );
+    let third = init(&root, &[]);
+    assert_success(&third);
+    assert!(changes(&stderr(&third)).is_empty(), "{}", stderr(&third));
+}

@@ -113,9 +113,38 @@ pub fn render_manifest(
     Ok(crate::render::to_yaml(&object))
 }
 
+/// The restart stamp `bosun certs renew` put in an existing manifest, if any. It is kept when the manifest is
+/// written again, so that re-running init does not restart the component a second time.
+fn restart_stamp(
+    context: &PhaseCtx<'_, InitData>,
+    component: &str,
+) -> Result<Option<String>, PhaseError> {
+    let Some(bytes) = context.host.files.read(&NodePaths::manifest(component))? else {
+        return Ok(None);
+    };
+    let Ok(value) = bosun_config::yaml::value_from_str(&String::from_utf8_lossy(&bytes)) else {
+        return Ok(None);
+    };
+    Ok(value
+        .get("metadata")
+        .and_then(|metadata| metadata.get("annotations"))
+        .and_then(|annotations| annotations.get(crate::certops::renew::RESTART_ANNOTATION))
+        .and_then(|stamp| stamp.as_str())
+        .map(str::to_owned))
+}
+
 fn write_manifest(context: &mut PhaseCtx<'_, InitData>, pod: &StaticPod) -> Result<(), PhaseError> {
     let templates = templates(context.host, context.data)?;
     let patch_set = patch_set(context.host, &context.data.config)?;
+    let mut pod = pod.clone();
+    if let Some(stamp) = restart_stamp(context, &pod.name)? {
+        pod.annotations.push(crate::render::NameValue::new(
+            crate::certops::renew::RESTART_ANNOTATION,
+            stamp,
+        ));
+        pod.annotations.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+    let pod = &pod;
     let text = render_manifest(&templates, pod, patch_set.as_ref())?;
     context
         .host
