@@ -42,6 +42,9 @@ pub struct InitArgs {
     /// building node images, or for looking at what init makes under a scratch `--root`.
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Do not install the daily timer (or cron entry) that renews certificates expiring within 30 days.
+    #[arg(long, global = true)]
+    pub no_certs_timer: bool,
     /// Upload the control-plane certificates, encrypted with the certificate key, to the kubeadm-certs Secret so that
     /// `bosun join --control-plane --certificate-key K` can fetch them (they expire after 2 hours).
     #[arg(long, global = true)]
@@ -85,6 +88,7 @@ pub fn run(
         .collect();
     data.templates_dir = arguments.templates_dir.clone();
     data.offline = arguments.offline;
+    data.no_certs_timer = arguments.no_certs_timer;
     data.node = crate::host::facts::node_facts(&bosun_phases::node::fact_request(&data.config));
     data.cluster.connector = Some(std::sync::Arc::new(crate::host::kube::KubeConnector));
     data.cluster.upload_certs = arguments.upload_certs;

@@ -26,6 +26,8 @@ pub struct InitData {
     /// Write files only: skip every phase that needs a live node (`--offline`), for building node images or
     /// inspecting what init makes under a scratch `--root`.
     pub offline: bool,
+    /// Do not install the daily certificate renewal timer (`--no-certs-timer`).
+    pub no_certs_timer: bool,
     /// What the cluster-side phases need besides the configuration: the API connector, `--upload-certs`, the
     /// kube-proxy rollout settings, and the token and certificate key generated during the run.
     pub cluster: crate::cluster::ClusterData,
@@ -52,6 +54,7 @@ impl InitData {
             ignore_preflight_errors: BTreeSet::new(),
             templates_dir: None,
             offline: false,
+            no_certs_timer: false,
             cluster: crate::cluster::ClusterData::default(),
             node: crate::node::NodeFacts::default(),
         }
@@ -77,6 +80,12 @@ pub fn live(phase: Phase<InitData>) -> Phase<InitData> {
     phase.skip_if(offline_reason)
 }
 
+/// Why the certificate renewal timer is not installed, when the user said so.
+fn certs_timer_opted_out(data: &InitData) -> Option<String> {
+    data.no_certs_timer
+        .then(|| "--no-certs-timer: the daily certificate renewal is not installed".to_owned())
+}
+
 /// The `init` workflow, in kubeadm's order, with bosun's `container-runtime` phase before the files that the
 /// kubelet and the runtime read.
 pub fn workflow() -> Workflow<InitData> {
@@ -87,7 +96,10 @@ pub fn workflow() -> Workflow<InitData> {
         .phase(crate::certs::kubeconfig_phase())
         .phase(crate::node::etcd_phase())
         .phase(crate::node::control_plane_phase())
-        .phase(live(crate::node::kubelet_start_phase()));
+        .phase(live(crate::node::kubelet_start_phase()))
+        .phase(live(crate::certops::timer::init_phase(
+            certs_timer_opted_out,
+        )));
     for phase in crate::cluster::phases() {
         workflow = workflow.phase(phase);
     }
