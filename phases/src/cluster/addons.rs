@@ -206,49 +206,52 @@ fn run_kube_proxy(ctx: &mut PhaseCtx<'_, InitData>) -> Result<(), PhaseError> {
 
 pub fn phase() -> Phase<InitData> {
     live(
-        Phase::new("addon", "Install or update the CoreDNS and kube-proxy addons")
-            .child(
-                Phase::new("coredns", "Install the CoreDNS addon")
-                    .skip_if(|data: &InitData| {
-                        if data.offline {
-                            Some("--offline: this phase needs a live node".to_owned())
-                        } else {
-                            data.config
-                                .cluster
-                                .dns
-                                .disabled
-                                .then(|| "dns.disabled is set".to_owned())
-                        }
-                    })
-                    .needs(|_| vec![admin_conf()])
-                    .makes(|_| {
-                        vec![Artefact::State(
-                            "cluster: Deployment kube-system/coredns".to_owned(),
-                        )]
-                    })
-                    .run(run_coredns),
-            )
-            .child(
-                Phase::new("kube-proxy", "Install the kube-proxy addon")
-                    .skip_if(|data: &InitData| {
-                        if data.offline {
-                            Some("--offline: this phase needs a live node".to_owned())
-                        } else {
-                            data.config
-                                .cluster
-                                .proxy
-                                .disabled
-                                .then(|| "proxy.disabled is set".to_owned())
-                        }
-                    })
-                    .needs(|_| vec![admin_conf()])
-                    .makes(|_| {
-                        vec![Artefact::State(
-                            "cluster: DaemonSet kube-system/kube-proxy".to_owned(),
-                        )]
-                    })
-                    .run(run_kube_proxy),
-            ),
+        Phase::new(
+            "addon",
+            "Install or update the CoreDNS and kube-proxy addons",
+        )
+        .child(
+            Phase::new("coredns", "Install the CoreDNS addon")
+                .skip_if(|data: &InitData| {
+                    if data.offline {
+                        Some("--offline: this phase needs a live node".to_owned())
+                    } else {
+                        data.config
+                            .cluster
+                            .dns
+                            .disabled
+                            .then(|| "dns.disabled is set".to_owned())
+                    }
+                })
+                .needs(|_| vec![admin_conf()])
+                .makes(|_| {
+                    vec![Artefact::State(
+                        "cluster: Deployment kube-system/coredns".to_owned(),
+                    )]
+                })
+                .run(run_coredns),
+        )
+        .child(
+            Phase::new("kube-proxy", "Install the kube-proxy addon")
+                .skip_if(|data: &InitData| {
+                    if data.offline {
+                        Some("--offline: this phase needs a live node".to_owned())
+                    } else {
+                        data.config
+                            .cluster
+                            .proxy
+                            .disabled
+                            .then(|| "proxy.disabled is set".to_owned())
+                    }
+                })
+                .needs(|_| vec![admin_conf()])
+                .makes(|_| {
+                    vec![Artefact::State(
+                        "cluster: DaemonSet kube-system/kube-proxy".to_owned(),
+                    )]
+                })
+                .run(run_kube_proxy),
+        ),
     )
 }
 
