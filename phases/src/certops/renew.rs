@@ -49,9 +49,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bosun_config::Config;
 use bosun_pki::expiry::{format_expiry, short_human_duration};
 use bosun_pki::table::{CertSpec, KubeconfigSpec, CERTIFICATES, KUBECONFIGS};
-use bosun_pki::{
-    issue, AltNames, CertRequest, Certificate, KeyAlgorithm, PkiError, PrivateKey, Validity,
-};
+use bosun_pki::{issue, AltNames, CertRequest, Certificate, KeyAlgorithm, PrivateKey, Validity};
 use time::OffsetDateTime;
 
 use super::{
@@ -197,33 +195,9 @@ pub struct RenewData {
     pub plan: Plan,
 }
 
-/// The key algorithm and validity the configuration asks for.
+/// The key algorithm and validity the configuration asks for (the same rule as `bosun init`).
 pub fn key_settings(config: &Config) -> Result<(KeyAlgorithm, Validity), CertopsError> {
-    let cluster = &config.cluster;
-    let algorithm = if cluster.encryption_algorithm.is_empty() {
-        KeyAlgorithm::default()
-    } else {
-        cluster
-            .encryption_algorithm
-            .parse()
-            .map_err(|error: PkiError| {
-                CertopsError::failed(format!("ClusterConfiguration encryptionAlgorithm: {error}"))
-            })?
-    };
-    let defaults = Validity::default();
-    Ok((
-        algorithm,
-        Validity {
-            leaf: cluster
-                .certificate_validity_period
-                .as_ref()
-                .map_or(defaults.leaf, |period| period.as_std()),
-            ca: cluster
-                .ca_certificate_validity_period
-                .as_ref()
-                .map_or(defaults.ca, |period| period.as_std()),
-        },
-    ))
+    crate::certs::key_settings(config).map_err(CertopsError::failed)
 }
 
 /// Resolves the names on the command line (`all`, or renewable names) to targets; unknown names are an error that

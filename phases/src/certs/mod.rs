@@ -42,9 +42,9 @@ pub const KEY_MODE: u32 = 0o600;
 /// Permission bits of certificates and the service-account public key.
 pub const CERT_MODE: u32 = 0o644;
 
-/// The PKI inputs of a configuration: the one place where configuration fields become certificate contents.
-pub fn pki_inputs(config: &Config) -> Result<PkiInputs, PhaseError> {
-    let invalid = |error: bosun_config::ConfigError| PhaseError::failed(error.to_string());
+/// The key algorithm (`encryptionAlgorithm`, RSA-2048 when empty) and the validity periods the configuration asks
+/// for; `Err` is a one-sentence message naming the field.
+pub fn key_settings(config: &Config) -> Result<(KeyAlgorithm, Validity), String> {
     let cluster = &config.cluster;
     let key_algorithm = if cluster.encryption_algorithm.is_empty() {
         KeyAlgorithm::default()
@@ -53,10 +53,28 @@ pub fn pki_inputs(config: &Config) -> Result<PkiInputs, PhaseError> {
             .encryption_algorithm
             .parse()
             .map_err(|error: PkiError| {
-                PhaseError::failed(format!("ClusterConfiguration encryptionAlgorithm: {error}"))
+                format!("ClusterConfiguration encryptionAlgorithm: {error}")
             })?
     };
     let defaults = Validity::default();
+    let validity = Validity {
+        leaf: cluster
+            .certificate_validity_period
+            .as_ref()
+            .map_or(defaults.leaf, |period| period.as_std()),
+        ca: cluster
+            .ca_certificate_validity_period
+            .as_ref()
+            .map_or(defaults.ca, |period| period.as_std()),
+    };
+    Ok((key_algorithm, validity))
+}
+
+/// The PKI inputs of a configuration: the one place where configuration fields become certificate contents.
+pub fn pki_inputs(config: &Config) -> Result<PkiInputs, PhaseError> {
+    let invalid = |error: bosun_config::ConfigError| PhaseError::failed(error.to_string());
+    let cluster = &config.cluster;
+    let (key_algorithm, validity) = key_settings(config).map_err(PhaseError::failed)?;
     let local = cluster.etcd.local.as_ref();
     Ok(PkiInputs {
         node_name: config.node_registration().name.clone(),
@@ -79,16 +97,7 @@ pub fn pki_inputs(config: &Config) -> Result<PkiInputs, PhaseError> {
             cluster.cluster_name.clone()
         },
         key_algorithm,
-        validity: Validity {
-            leaf: cluster
-                .certificate_validity_period
-                .as_ref()
-                .map_or(defaults.leaf, |period| period.as_std()),
-            ca: cluster
-                .ca_certificate_validity_period
-                .as_ref()
-                .map_or(defaults.ca, |period| period.as_std()),
-        },
+        validity,
         external_etcd: config.external_etcd().is_some(),
     })
 }
