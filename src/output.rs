@@ -203,7 +203,9 @@ impl EventSink for Printer {
 /// Writes a data document to stdout in the chosen format.
 pub fn print_document<T: serde::Serialize>(format: OutputFormat, value: &T) -> Result<(), String> {
     let text = match format {
-        OutputFormat::Yaml => serde_yaml::to_string(value).map_err(|error| error.to_string())?,
+        OutputFormat::Yaml => {
+            bosun_config::yaml::to_string(value).map_err(|error| error.to_string())?
+        }
         _ => {
             let mut text =
                 serde_json::to_string_pretty(value).map_err(|error| error.to_string())?;
