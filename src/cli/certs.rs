@@ -17,7 +17,7 @@ use crate::exit;
 use crate::output::{print_data, OutputFormat};
 use crate::settings::Settings;
 
-/// Check, renew and prepare the control-plane certificates.
+/// Check, renew and prepare the control-plane certificates
 ///
 /// Examples:
 ///   bosun certs check-expiration

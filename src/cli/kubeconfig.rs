@@ -11,7 +11,7 @@ use crate::exit;
 use crate::output::{print_data, OutputFormat};
 use crate::settings::Settings;
 
-/// Make kubeconfig files for users of the cluster.
+/// Make kubeconfig files for users of the cluster
 ///
 /// Examples:
 ///   bosun kubeconfig user --client-name alice --org developers > alice.conf

@@ -16,7 +16,7 @@ use crate::host::kube::KubeConnector;
 use crate::output::{print_data, print_document, OutputFormat};
 use crate::settings::Settings;
 
-/// Manage bootstrap tokens: create, list, delete, or generate one locally.
+/// Manage bootstrap tokens: create, list, delete, or generate one locally
 ///
 /// Tokens are `[a-z0-9]{6}.[a-z0-9]{16}`; each lives in the Secret kube-system/bootstrap-token-<id>. Joining nodes
 /// authenticate with them, and kube-controller-manager signs kube-public/cluster-info with every token that has the
