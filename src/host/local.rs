@@ -62,6 +62,11 @@ impl LocalFiles {
             .mode(mode)
             .open(&temporary)?;
         let result = (|| {
+            // Node files belong to root:root, whatever the directory's set-group-ID bit would give; a run that is
+            // not root (tests, a scratch --root) keeps its own user, which is the only owner it can give.
+            if nix::unistd::geteuid().is_root() {
+                std::os::unix::fs::fchown(&file, Some(0), Some(0))?;
+            }
             file.set_permissions(fs::Permissions::from_mode(mode))?;
             file.write_all(contents)?;
             file.sync_all()
@@ -270,6 +275,26 @@ mod tests {
             files.list_dir(Path::new("/etc")).expect("list"),
             [PathBuf::from("/etc/secret.key")]
         );
+    }
+
+    #[test]
+    fn files_written_as_root_belong_to_root_even_in_a_set_group_id_directory() {
+        use std::os::unix::fs::MetadataExt;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: ownership is only set when bosun runs as root");
+            return;
+        }
+        let directory = tempfile::tempdir().expect("tempdir");
+        let shared = directory.path().join("etc");
+        fs::create_dir(&shared).expect("mkdir");
+        std::os::unix::fs::chown(&shared, Some(0), Some(4242)).expect("chown");
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o2775)).expect("setgid");
+        let files = LocalFiles::new(directory.path());
+        files
+            .write_atomic(Path::new("/etc/owned.conf"), b"x", 0o600)
+            .expect("write");
+        let meta = fs::metadata(shared.join("owned.conf")).expect("meta");
+        assert_eq!((meta.uid(), meta.gid()), (0, 0), "explicit owner root:root");
     }
 
     #[test]

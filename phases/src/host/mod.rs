@@ -115,7 +115,8 @@ pub struct FileMeta {
 pub trait Files: Send + Sync {
     /// Reads a whole file; `Ok(None)` when it does not exist.
     fn read(&self, path: &Path) -> Result<Option<Vec<u8>>, HostError>;
-    /// Writes a file atomically: a temporary file in the same directory, synced, given `mode`, renamed over `path`.
+    /// Writes a file atomically: a temporary file in the same directory, synced, given `mode` and its owner (root on a
+    /// real node), renamed over `path`.
     /// Missing parent directories are created with mode 0755.
     fn write_atomic(&self, path: &Path, contents: &[u8], mode: u32) -> Result<(), HostError>;
     /// Metadata of a path; `Ok(None)` when it does not exist.
