@@ -17,7 +17,6 @@ use bosun_pki::{issue, Kubeconfig, PkiInputs, PrivateKey};
 use super::Locations;
 use crate::certs::{pki_inputs, KEY_MODE};
 use crate::engine::{Artefact, Phase, PhaseCtx, PhaseError, Workflow};
-use crate::host::ensure_file;
 
 /// What the `certs-generate-csr` phases read.
 pub struct CsrData {
@@ -90,12 +89,7 @@ fn write(
             path.display()
         )));
     }
-    let outcome = ensure_file(ctx.host.files.as_ref(), path, contents, KEY_MODE)?;
-    ctx.record_with_detail(
-        path.display().to_string(),
-        outcome,
-        Some("generated".to_owned()),
-    );
+    ctx.ensure_file_with_detail(path, contents, KEY_MODE, Some("generated".to_owned()))?;
     Ok(())
 }
 

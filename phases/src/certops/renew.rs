@@ -59,7 +59,7 @@ use super::{
 use crate::certs::{CERT_MODE, KEY_MODE};
 use crate::engine::{Artefact, Phase, PhaseCtx, PhaseError, Workflow};
 use crate::host::cluster::ClusterConnector;
-use crate::host::{ensure_file, Files, Outcome};
+use crate::host::{Files, Outcome};
 use crate::paths::{NodePaths, STATIC_POD_COMPONENTS};
 
 /// The workflow name, as the journal records it (`certs timer status` looks for it).
@@ -376,9 +376,7 @@ fn write(
     mode: u32,
     detail: &str,
 ) -> Result<(), PhaseError> {
-    ctx.check_declared(path)?;
-    let outcome = ensure_file(ctx.host.files.as_ref(), path, contents, mode)?;
-    ctx.record_with_detail(path.display().to_string(), outcome, Some(detail.to_owned()));
+    ctx.ensure_file_with_detail(path, contents, mode, Some(detail.to_owned()))?;
     Ok(())
 }
 
@@ -636,18 +634,12 @@ fn restart_component(
     let url = health_url(component, &text);
     let stamp = rfc3339(ctx.host.clock.now());
     let annotated = annotate(&text, &origin, &stamp).map_err(failed)?;
-    ctx.check_declared(&manifest_path)?;
-    let outcome = ensure_file(
-        ctx.host.files.as_ref(),
+    ctx.ensure_file_with_detail(
         &manifest_path,
         annotated.as_bytes(),
         0o600,
-    )?;
-    ctx.record_with_detail(
-        origin.clone(),
-        outcome,
         Some(format!("{RESTART_ANNOTATION}: {stamp}")),
-    );
+    )?;
     if ctx.host.dry_run {
         return Ok(());
     }

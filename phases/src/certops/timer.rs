@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::engine::journal::{self, JournalEntry};
 use crate::engine::{Artefact, Phase, PhaseCtx, PhaseError, PhaseStatus, Workflow};
-use crate::host::{ensure_absent, ensure_file, run_checked, CommandSpec, Files, Host, Outcome};
+use crate::host::{ensure_absent, run_checked, CommandSpec, Files, Host, Outcome};
 
 pub const SERVICE_UNIT: &str = "/etc/systemd/system/bosun-certs-renew.service";
 pub const TIMER_UNIT: &str = "/etc/systemd/system/bosun-certs-renew.timer";
@@ -140,11 +140,7 @@ fn write<C>(
     contents: &str,
     mode: u32,
 ) -> Result<Outcome, PhaseError> {
-    let path = Path::new(path);
-    ctx.check_declared(path)?;
-    let outcome = ensure_file(ctx.host.files.as_ref(), path, contents.as_bytes(), mode)?;
-    ctx.record(path.display().to_string(), outcome);
-    Ok(outcome)
+    ctx.ensure_file(Path::new(path), contents.as_bytes(), mode)
 }
 
 fn systemctl(arguments: &[&str]) -> CommandSpec {

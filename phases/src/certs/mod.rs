@@ -33,7 +33,7 @@ use bosun_pki::{
 };
 
 use crate::engine::{Artefact, Phase, PhaseCtx, PhaseError};
-use crate::host::{ensure_file, Outcome};
+use crate::host::Outcome;
 use crate::init::InitData;
 use crate::paths::KUBERNETES_DIR;
 
@@ -151,9 +151,7 @@ fn create(
     mode: u32,
     detail: &str,
 ) -> Result<(), PhaseError> {
-    ctx.check_declared(path)?;
-    let outcome = ensure_file(ctx.host.files.as_ref(), path, contents, mode)?;
-    ctx.record_with_detail(path.display().to_string(), outcome, Some(detail.to_owned()));
+    ctx.ensure_file_with_detail(path, contents, mode, Some(detail.to_owned()))?;
     Ok(())
 }
 

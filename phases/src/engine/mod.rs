@@ -494,9 +494,20 @@ impl<C> PhaseCtx<'_, C> {
         contents: &[u8],
         mode: u32,
     ) -> Result<Outcome, PhaseError> {
+        self.ensure_file_with_detail(path, contents, mode, None)
+    }
+
+    /// [`PhaseCtx::ensure_file`], reporting the artefact with a short explanation ("generated").
+    pub fn ensure_file_with_detail(
+        &mut self,
+        path: &Path,
+        contents: &[u8],
+        mode: u32,
+        detail: Option<String>,
+    ) -> Result<Outcome, PhaseError> {
         self.check_declared(path)?;
         let outcome = ensure_file(self.host.files.as_ref(), path, contents, mode)?;
-        self.record(path.display().to_string(), outcome);
+        self.record_with_detail(path.display().to_string(), outcome, detail);
         Ok(outcome)
     }
 
