@@ -542,19 +542,7 @@ fn backup_status(
     arguments: &BackupStatusArgs,
 ) -> Result<(), CliError> {
     let store = RootStreams::new(&settings.root);
-    let key = match host
-        .files
-        .read(&arguments.encryption_key)
-        .map_err(host_failure)?
-    {
-        Some(contents) => Some(BackupKey::parse(&contents).map_err(|error| {
-            CliError::new(
-                exit::INVALID_CONFIG,
-                format!("{}: {error}", arguments.encryption_key.display()),
-            )
-        })?),
-        None => None,
-    };
+    let key = read_backup_key(host, &arguments.encryption_key)?;
     let status = backup::status(&store, &arguments.file, key.as_ref()).map_err(|error| {
         let hint = if error.to_string().contains("no key was given") {
             "pass --encryption-key with the key file the backup was made with"
@@ -767,19 +755,7 @@ fn run_restore(
     let host = settings.host(false);
     let printer = progress_printer(settings);
     let (client, _) = connect(&host, connection)?;
-    let key = match host
-        .files
-        .read(&arguments.encryption_key)
-        .map_err(host_failure)?
-    {
-        Some(contents) => Some(BackupKey::parse(&contents).map_err(|error| {
-            CliError::new(
-                exit::INVALID_CONFIG,
-                format!("{}: {error}", arguments.encryption_key.display()),
-            )
-        })?),
-        None => None,
-    };
+    let key = read_backup_key(&host, &arguments.encryption_key)?;
     let stamp = {
         let name = backup::file_name("x", now_utc());
         name.trim_start_matches("etcd-x-")
@@ -1115,4 +1091,14 @@ fn run_check(
             format!("etcd check found {} problem(s)", check.problems.len()),
         ))
     }
+}
+
+/// The backup key in `path`, if that file exists; a file that is not a key is an invalid-config error naming it.
+fn read_backup_key(host: &Host, path: &std::path::Path) -> Result<Option<BackupKey>, CliError> {
+    let Some(contents) = host.files.read(path).map_err(host_failure)? else {
+        return Ok(None);
+    };
+    BackupKey::parse(&contents).map(Some).map_err(|error| {
+        CliError::new(exit::INVALID_CONFIG, format!("{}: {error}", path.display()))
+    })
 }
