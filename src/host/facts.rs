@@ -20,9 +20,7 @@ pub struct MachineFacts {
 
 /// Reads the facts; anything unreadable is left empty rather than failing, and defaulting reports what is missing.
 pub fn gather() -> MachineFacts {
-    let hostname = fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|text| text.trim().to_lowercase())
-        .unwrap_or_default();
+    let hostname = hostname();
     let default_ipv4 = fs::read_to_string("/proc/net/route")
         .ok()
         .and_then(|table| default_interface_v4(&table))
@@ -37,6 +35,13 @@ pub fn gather() -> MachineFacts {
         default_ipv6,
         systemd_is_init: systemd_is_init(),
     }
+}
+
+/// The hostname, lower-cased as node names are; empty when unreadable.
+fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|text| text.trim().to_lowercase())
+        .unwrap_or_default()
 }
 
 /// Whether systemd runs as PID 1, the way `sd_booted()` decides it.
@@ -64,7 +69,7 @@ pub fn node_facts(request: &bosun_phases::node::FactRequest) -> bosun_phases::no
         .into_iter()
         .chain(listening_ports(&read("/proc/net/tcp6")))
         .collect::<Vec<u16>>();
-    let hostname = read("/proc/sys/kernel/hostname").trim().to_lowercase();
+    let hostname = hostname();
     let resolve_name = if request.hostname.is_empty() {
         hostname.clone()
     } else {
