@@ -161,6 +161,11 @@ impl Certificate {
         Ok(chain.remove(0))
     }
 
+    /// The subject Name exactly as encoded (what a certificate it signs must carry as its issuer).
+    pub(crate) fn subject_der(&self) -> &[u8] {
+        &self.subject_raw
+    }
+
     pub fn der(&self) -> &[u8] {
         &self.der
     }

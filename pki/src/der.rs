@@ -7,7 +7,10 @@ pub(crate) const TAG_INTEGER: u8 = 0x02;
 pub(crate) const TAG_BIT_STRING: u8 = 0x03;
 pub(crate) const TAG_OCTET_STRING: u8 = 0x04;
 pub(crate) const TAG_OID: u8 = 0x06;
+pub(crate) const TAG_UTF8_STRING: u8 = 0x0c;
+pub(crate) const TAG_PRINTABLE_STRING: u8 = 0x13;
 pub(crate) const TAG_SEQUENCE: u8 = 0x30;
+pub(crate) const TAG_SET: u8 = 0x31;
 pub(crate) const TAG_CONTEXT_0: u8 = 0xa0;
 pub(crate) const TAG_CONTEXT_1: u8 = 0xa1;
 
@@ -16,6 +19,10 @@ pub(crate) const OID_RSA_ENCRYPTION: &[u8] =
     &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 /// id-ecPublicKey, 1.2.840.10045.2.1.
 pub(crate) const OID_EC_PUBLIC_KEY: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+/// id-at-commonName, 2.5.4.3.
+pub(crate) const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+/// id-at-organizationName, 2.5.4.10.
+pub(crate) const OID_ORGANIZATION: &[u8] = &[0x55, 0x04, 0x0a];
 
 /// One tag-length-value element.
 #[derive(Debug, Clone, Copy)]

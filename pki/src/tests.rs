@@ -292,3 +292,81 @@ fn kubeconfigs_round_trip_through_serde_with_kubectl_field_names() {
     let back: crate::Kubeconfig = serde_json::from_value(value).expect("parse");
     assert_eq!(&back, admin);
 }
+
+fn client_request(common_name: &str, organization: &[&str]) -> crate::CertRequest {
+    crate::CertRequest {
+        name: format!("the kubeconfig of {common_name}"),
+        common_name: common_name.to_owned(),
+        organization: organization.iter().map(|org| (*org).to_owned()).collect(),
+        alt_names: crate::AltNames::default(),
+        usages: vec![Usage::ClientAuth],
+    }
+}
+
+/// The subject kubeadm 1.35 wrote for `kubeadm kubeconfig user --client-name alice --org zeta --org b --org alpha`
+/// (read from its certificate with `openssl asn1parse`): one RDN holding the three O values in DER order, then CN.
+const KUBEADM_ALICE_SUBJECT: &str = "303731253008060355040a130162300b060355040a13047a657461300c060355040a1305616c706861310e300c06035504031305616c696365";
+
+#[test]
+fn issue_3_every_organisation_is_kept_in_one_rdn_as_kubeadm_writes_it() {
+    let (ca, ca_key) = make_ca("ca");
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).expect("key");
+    let request = client_request("alice", &["zeta", "b", "alpha"]);
+    let leaf = issue_leaf(
+        &request,
+        &key,
+        &ca,
+        &ca_key,
+        now(),
+        Duration::from_secs(3600),
+    )
+    .expect("leaf");
+    assert_eq!(hex::encode(leaf.subject_der()), KUBEADM_ALICE_SUBJECT);
+    assert_eq!(leaf.organization, vec!["b", "zeta", "alpha"]);
+    assert_eq!(leaf.common_name, "alice");
+    assert_signed_by(&leaf, &ca);
+    leaf.check_key(&key, "alice.key").expect("key matches");
+}
+
+#[test]
+fn issue_3_a_ca_with_several_organisations_signs_leaves_that_chain_to_it() {
+    let key = PrivateKey::generate(KeyAlgorithm::Rsa2048).expect("key");
+    let mut request = client_request("external-root", &["platform", "security"]);
+    request.usages.clear();
+    let ca = issue_ca(&request, &key, now(), Duration::from_secs(86_400)).expect("ca");
+    assert_eq!(ca.organization, vec!["platform", "security"]);
+    let leaf_key = PrivateKey::generate(KeyAlgorithm::Rsa2048).expect("key");
+    let leaf = issue_leaf(
+        &client_request("bob", &["dev"]),
+        &leaf_key,
+        &ca,
+        &key,
+        now(),
+        Duration::from_secs(3600),
+    )
+    .expect("leaf");
+    assert_signed_by(&leaf, &ca);
+    assert_eq!(leaf.issuer_common_name, "external-root");
+}
+
+#[test]
+fn issue_3_csrs_keep_every_organisation_and_verify() {
+    let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).expect("key");
+    let csr = create_csr(&client_request("alice", &["zeta", "b", "alpha"]), &key).expect("csr");
+    assert_eq!(
+        verify_csr("alice.csr", csr.as_bytes()).expect("verify"),
+        "alice"
+    );
+    let block = &crate::der::pem_decode_all(csr.as_bytes()).expect("pem")[0];
+    assert!(hex::encode(&block.der).contains(KUBEADM_ALICE_SUBJECT));
+}
+
+#[test]
+fn single_organisation_subjects_need_no_second_signature_and_use_printable_strings() {
+    let (ca, ca_key) = make_ca("ca");
+    let (leaf, _) = make_leaf("apiserver-kubelet-client", &ca, &ca_key);
+    let expected = crate::issue::subject_der(&leaf.common_name, &leaf.organization);
+    assert_eq!(leaf.subject_der(), expected.as_slice());
+    assert!(expected.contains(&crate::der::TAG_PRINTABLE_STRING));
+    assert_signed_by(&leaf, &ca);
+}

@@ -614,6 +614,68 @@ fn kubeconfig_user_is_signed_by_the_cluster_ca_and_parsed_by_kubectl() {
     );
 }
 
+/// The `client-certificate-data` of a kubeconfig, as PEM.
+fn client_certificate_pem(kubeconfig: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let value: serde_yaml::Value = serde_yaml::from_str(kubeconfig).expect("kubeconfig YAML");
+    let data = value["users"][0]["user"]["client-certificate-data"]
+        .as_str()
+        .expect("client-certificate-data");
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .expect("base64")
+}
+
+#[test]
+fn issue_3_kubeconfig_user_keeps_every_org_in_kubeadm_order() {
+    let (root, config) = node_with_pki();
+    let orgs = ["--org", "zeta", "--org", "b", "--org", "alpha"];
+    let mut arguments = vec![
+        "kubeconfig",
+        "user",
+        "--client-name",
+        "alice",
+        "--config",
+        &config,
+    ];
+    arguments.extend_from_slice(&orgs);
+    let output = bosun_in(&root, &arguments);
+    assert_success(&output);
+    root.write("/alice.crt", &client_certificate_pem(&stdout(&output)));
+    assert_verifies(&root, "/etc/kubernetes/pki/ca.crt", "/alice.crt");
+    let ours = x509(&root, "/alice.crt", &["-subject"]);
+    // Go's crypto/x509 puts every organisation in one multi-valued RDN, in DER order (shorter encodings first).
+    assert_eq!(
+        ours.trim(),
+        "subject=O = b + O = zeta + O = alpha, CN = alice"
+    );
+    let Some(binaries) = Binaries::require(
+        "issue_3_kubeconfig_user_keeps_every_org_in_kubeadm_order",
+        &["kubeadm"],
+    ) else {
+        return;
+    };
+    // The real kubeadm, given the same PKI, writes the same subject.
+    let kubeadm_config = format!("{CONFIG}certificatesDir: {}\n", root.join(PKI).display());
+    root.write("/kubeadm.yaml", kubeadm_config.as_bytes());
+    let kubeadm = Command::new(binaries.path("kubeadm"))
+        .args(["kubeconfig", "user", "--client-name", "alice", "--config"])
+        .arg(root.join("/kubeadm.yaml"))
+        .args(orgs)
+        .output()
+        .expect("run kubeadm");
+    assert!(
+        kubeadm.status.success(),
+        "kubeadm: {}",
+        String::from_utf8_lossy(&kubeadm.stderr)
+    );
+    root.write(
+        "/alice-kubeadm.crt",
+        &client_certificate_pem(&String::from_utf8_lossy(&kubeadm.stdout)),
+    );
+    assert_eq!(x509(&root, "/alice-kubeadm.crt", &["-subject"]), ours);
+}
+
 #[test]
 fn generate_csr_writes_keys_and_csrs_and_never_overwrites() {
     let root = TempRoot::new();
