@@ -218,8 +218,40 @@ pub fn containerd_config_file(
             ),
         });
     }
+    let mut rendered = rendered;
+    for path in USER_OWNED_KEYS {
+        if lookup(document.as_table(), path).is_some() {
+            remove(rendered.as_table_mut(), path);
+        }
+    }
     overlay(document.as_table_mut(), rendered.as_table());
     Ok(document.to_string())
+}
+
+/// Keys of containerd's configuration that bosun sets only where the file has none: where the CNI plugins and
+/// their configurations live belongs to whoever installed the network plugin (Debian's containerd package points
+/// `bin_dir` at `/usr/lib/cni`, where its containernetworking-plugins are; bosun's `/opt/cni/bin` default would
+/// leave every pod without a network).
+const USER_OWNED_KEYS: [&[&str]; 4] = [
+    &["plugins", "io.containerd.grpc.v1.cri", "cni", "bin_dir"],
+    &["plugins", "io.containerd.grpc.v1.cri", "cni", "conf_dir"],
+    &["plugins", "io.containerd.cri.v1.runtime", "cni", "bin_dirs"],
+    &["plugins", "io.containerd.cri.v1.runtime", "cni", "conf_dir"],
+];
+
+/// Removes the key at `path` from `table`, if it is there.
+fn remove(table: &mut dyn TableLike, path: &[&str]) {
+    match path {
+        [] => {}
+        [key] => {
+            table.remove(key);
+        }
+        [first, rest @ ..] => {
+            if let Some(child) = table.get_mut(first).and_then(Item::as_table_like_mut) {
+                remove(child, rest);
+            }
+        }
+    }
 }
 
 /// Sets every value of `source` in `target`, creating tables as needed; leaves everything else alone.

@@ -61,6 +61,52 @@ fn merging_keeps_the_users_settings_and_sets_bosuns() {
     );
 }
 
+/// Debian's own /etc/containerd/config.toml (package containerd 1.6.20): its CNI plugins are in /usr/lib/cni.
+const DEBIAN_PACKAGE: &str = r#"version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+"#;
+
+/// Found by tier 2 (a real kubelet on Debian): bosun replaced Debian's CNI `bin_dir` by /opt/cni/bin, where no
+/// plugin is, so no pod could get a network.
+#[test]
+fn merging_keeps_the_cni_directories_the_host_already_has() {
+    let merged = containerd_config_file(
+        &Templates::embedded(),
+        Template::ContainerdV2,
+        &context(CgroupDriver::Cgroupfs),
+        Some(DEBIAN_PACKAGE),
+    )
+    .expect("merge");
+    let parsed: toml::Table = toml::from_str(&merged).expect("valid TOML");
+    let cri = &parsed["plugins"]["io.containerd.grpc.v1.cri"];
+    assert_eq!(cri["cni"]["bin_dir"].as_str(), Some("/usr/lib/cni"));
+    assert_eq!(cri["cni"]["conf_dir"].as_str(), Some("/etc/cni/net.d"));
+    assert_eq!(
+        cri["sandbox_image"].as_str(),
+        Some("registry.k8s.io/pause:3.10.1")
+    );
+    // Without a setting of the host's, bosun's defaults apply.
+    let fresh = containerd_config_file(
+        &Templates::embedded(),
+        Template::ContainerdV2,
+        &context(CgroupDriver::Cgroupfs),
+        Some("version = 2\n"),
+    )
+    .expect("merge");
+    let parsed: toml::Table = toml::from_str(&fresh).expect("valid TOML");
+    assert_eq!(
+        parsed["plugins"]["io.containerd.grpc.v1.cri"]["cni"]["bin_dir"].as_str(),
+        Some(CNI_BIN_DIR)
+    );
+}
+
 #[test]
 fn merging_twice_changes_nothing() {
     let templates = Templates::embedded();
