@@ -8,6 +8,8 @@
 //!   the idempotent `ensure_file` primitive, the dry-run overlay that records diffs instead of writing, and an
 //!   in-memory host for tests. The real implementations live in the `bosun` binary's `host/` module.
 //! - [`paths`]: the well-known node paths, declared once.
+//! - [`addon`]: `addon history|status|rollback` for the addons bosun owns (kube-proxy's DaemonSet, through its
+//!   ControllerRevisions, as `kubectl rollout undo` does); the rollout follower itself is [`cluster::rollout`].
 //! - [`certs`]: the `init` phases `certs/*` (the PKI) and `kubeconfig/*` (the kubeconfig files).
 //! - [`certops`]: `certs check-expiration|renew|generate-csr|certificate-key|timer` and `kubeconfig user`: the PKI
 //!   after init (expiry tables, the renew workflow with static-pod restarts, CSRs, the daily renewal timer).
@@ -16,6 +18,7 @@
 //! Files on a node that this crate writes itself: none. Phases write through [`host::Files`]; the runner's journal
 //! (`/var/lib/bosun/journal.json`) is written by the binary.
 
+pub mod addon;
 pub mod certops;
 pub mod certs;
 pub mod cluster;

@@ -55,6 +55,10 @@ pub struct InitArgs {
     /// kube-proxy DaemonSet rollout: how many extra pods (or what percentage) may run during an update.
     #[arg(long, global = true, default_value = "0", value_name = "N|P%")]
     pub kube_proxy_max_surge: String,
+    /// How long the kube-proxy phase follows a rollout it started before it fails naming the nodes not updated
+    /// (Go duration; 0s: do not follow).
+    #[arg(long, global = true, default_value = "5m", value_name = "DURATION")]
+    pub kube_proxy_rollout_timeout: String,
 }
 
 /// The generated `init phase …` subcommands.
@@ -96,6 +100,18 @@ pub fn run(
         max_unavailable: arguments.kube_proxy_max_unavailable.clone(),
         max_surge: arguments.kube_proxy_max_surge.clone(),
     };
+    data.cluster.kube_proxy_rollout_timeout =
+        bosun_config::Duration::parse(&arguments.kube_proxy_rollout_timeout)
+            .map(|duration| duration.as_std())
+            .map_err(|reason| {
+                CliError::new(
+                    crate::exit::USAGE,
+                    format!(
+                        "--kube-proxy-rollout-timeout {:?}: {reason}",
+                        arguments.kube_proxy_rollout_timeout
+                    ),
+                )
+            })?;
     let workflow = init::workflow();
     let options = RunOptions {
         target: workflow::chosen_phase(matches),

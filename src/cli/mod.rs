@@ -6,6 +6,7 @@ pub mod config;
 pub mod etcd;
 pub mod init;
 pub mod kubeconfig;
+pub mod node;
 pub mod status;
 pub mod supervise;
 pub mod token;
@@ -68,6 +69,7 @@ pub enum Commands {
     Etcd(etcd::EtcdArgs),
     Init(init::InitArgs),
     Kubeconfig(kubeconfig::KubeconfigArgs),
+    Node(node::NodeArgs),
     Status(status::StatusArgs),
     Token(token::TokenArgs),
     #[command(name = "__supervise", hide = true)]
@@ -115,6 +117,7 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
         Commands::Etcd(arguments) => etcd::run(&settings, arguments),
         Commands::Init(arguments) => init::run(&settings, arguments, &subcommand_matches),
         Commands::Kubeconfig(arguments) => kubeconfig::run(&settings, arguments),
+        Commands::Node(arguments) => node::run(&settings, arguments),
         Commands::Status(arguments) => status::run(&settings, arguments),
         Commands::Token(arguments) => token::run(&settings, arguments),
         Commands::Supervise(arguments) => supervise::run(&settings, arguments),

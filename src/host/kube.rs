@@ -322,6 +322,42 @@ impl ClusterApi for KubeApi {
         }
     }
 
+    fn evict(&self, namespace: &str, name: &str) -> Result<bool, ClusterError> {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.client.clone(), namespace);
+        match self
+            .runtime
+            .block_on(pods.evict(name, &kube::api::EvictParams::default()))
+        {
+            Ok(_) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error) => Err(self.error("evict", &format!("Pod {namespace}/{name}"), error)),
+        }
+    }
+
+    fn merge_patch(&self, object: &ObjectRef, patch: &Value) -> Result<Value, ClusterError> {
+        let api = self.api(
+            &object.api_version,
+            &object.kind,
+            object.namespace.as_deref(),
+        );
+        let patched = self
+            .runtime
+            .block_on(api.patch(&object.name, &PatchParams::default(), &Patch::Merge(patch)))
+            .map_err(|error| self.error("patch", &object.to_string(), error))?;
+        let mut value = serde_json::to_value(patched).map_err(|error| ClusterError::Invalid {
+            reason: format!("cannot read {object}: {error}"),
+        })?;
+        if let Value::Object(map) = &mut value {
+            map.insert(
+                "apiVersion".to_owned(),
+                Value::from(object.api_version.clone()),
+            );
+            map.insert("kind".to_owned(), Value::from(object.kind.clone()));
+        }
+        Ok(value)
+    }
+
     fn get_path(&self, path: &str) -> Result<ProbeAnswer, ClusterError> {
         let request =
             http::Request::get(path)

@@ -3,6 +3,8 @@
 //! Modules:
 //! - `support`: the temporary root (prints its listing on failure) and the binary runner.
 //! - `docs`: the pages in docs/ stay true to the code (exit codes, one page per command).
+//! - `cgroup`: `bosun node cgroup-driver` migrating a node root's real containerd and a kubelet stand-in under the
+//!   process backend (order, resume after a failure, refusals), and the drain against a real control plane.
 //! - `config`: `bosun config print|validate|migrate`, and every kind of bad configuration input (exit code 3,
 //!   one located sentence, nothing changed on the host).
 //! - `certs`: `bosun certs` (check-expiration compared with real kubeadm, renew checked with OpenSSL, generate-csr,
@@ -30,6 +32,7 @@
 )]
 
 mod certs;
+mod cgroup;
 mod cluster;
 mod config;
 #[path = "../e2e/differential.rs"]

@@ -339,7 +339,7 @@ fn assert_success_output(output: &std::process::Output) {
 
 /// Asks containerd's CRI service for its verbose status over gRPC (crictl is not packaged in bookworm) and returns
 /// the `config` entry of its info map as JSON.
-fn cri_status_config(socket: &Path) -> serde_json::Value {
+pub(crate) fn cri_status_config(socket: &Path) -> serde_json::Value {
     const CLIENT: &str = r#"
 import sys, grpc
 channel = grpc.insecure_channel("unix://" + sys.argv[1])

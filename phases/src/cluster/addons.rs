@@ -201,7 +201,9 @@ fn run_kube_proxy(ctx: &mut PhaseCtx<'_, InitData>) -> Result<(), PhaseError> {
     let context = kube_proxy_context(ctx.data, &ctx.data.cluster.kube_proxy_rollout)?;
     let objects = render(ctx, Template::KubeProxy, &context)?;
     let api = connect(ctx)?;
-    apply_all(ctx, api.as_deref(), &objects)
+    // A changed DaemonSet is followed until every node runs the new template (or the timeout).
+    let timeout = ctx.data.cluster.kube_proxy_rollout_timeout;
+    super::rollout::apply_and_follow(ctx, api.as_deref(), &objects, "kube-proxy", timeout)
 }
 
 pub fn phase() -> Phase<InitData> {

@@ -23,6 +23,7 @@ pub mod finalize;
 pub mod join_command;
 pub mod mark;
 pub mod rbac;
+pub mod rollout;
 pub mod upload_config;
 pub mod wait;
 
@@ -69,6 +70,8 @@ pub struct ClusterData {
     pub upload_certs: bool,
     /// kube-proxy's RollingUpdate settings.
     pub kube_proxy_rollout: Rollout,
+    /// How long `addon/kube-proxy` follows a rollout it started (zero: do not follow).
+    pub kube_proxy_rollout_timeout: Duration,
     /// The token `init` created when the configuration names none (shared by bootstrap-token and show-join-command).
     generated_token: OnceLock<Token>,
     /// The certificate key of this run when the configuration names none.
@@ -83,6 +86,7 @@ impl Default for ClusterData {
             connector: None,
             upload_certs: false,
             kube_proxy_rollout: Rollout::default(),
+            kube_proxy_rollout_timeout: rollout::DEFAULT_TIMEOUT,
             generated_token: OnceLock::new(),
             generated_certificate_key: OnceLock::new(),
             admins_bound: Mutex::new(false),

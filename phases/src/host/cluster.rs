@@ -125,6 +125,12 @@ pub trait ClusterApi: Send + Sync {
     fn delete(&self, object: &ObjectRef) -> Result<bool, ClusterError>;
     /// A raw GET of a path on the server (`/livez`, `/version`), with this connection's credentials.
     fn get_path(&self, path: &str) -> Result<ProbeAnswer, ClusterError>;
+    /// Asks the server to evict a pod through the Eviction API, which honours PodDisruptionBudgets. `Ok(false)` when
+    /// the pod does not exist; a budget that forbids the eviction now is [`ClusterError::Refused`] with code 429.
+    fn evict(&self, namespace: &str, name: &str) -> Result<bool, ClusterError>;
+    /// A JSON merge patch (RFC 7386) of an object, for fields bosun does not own (`spec.unschedulable` when
+    /// cordoning); returns the patched object.
+    fn merge_patch(&self, object: &ObjectRef, patch: &Value) -> Result<Value, ClusterError>;
 }
 
 /// Makes connections. Kubeconfigs are passed as bytes, read by the phase through [`super::Files`], so the root

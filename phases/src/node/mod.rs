@@ -25,6 +25,7 @@ pub mod cgroup;
 pub mod facts;
 pub mod kubelet;
 pub mod manifests;
+pub mod migrate;
 pub mod patches;
 pub mod phases;
 pub mod preflight;

@@ -1,0 +1,280 @@
+//! kube-proxy rollouts and `bosun addon history|status|rollback` against a real control plane (tier 1,
+//! docs/testing.md): real kube-apiserver, kube-controller-manager and scheduler, whose DaemonSet controller writes
+//! the ControllerRevisions, even without nodes. The results are compared with the real kubectl's
+//! `rollout history`.
+//!
+//! Tier 1 has no kubelet: with no nodes a rollout is complete at once; a Node object registered with kubectl gets a
+//! kube-proxy pod that stays Pending, so following that rollout must time out and name the node and the pod.
+
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::cluster::{assert_ok, with_control_plane, Plane};
+
+/// The (level, text) of every message event of a `-o json` run.
+fn messages(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["event"] == "message")
+        .map(|event| event["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A copy of the plane's configuration with `imageRepository` set, so the kube-proxy image changes.
+fn config_with_repository(plane: &Plane<'_>, file: &str, repository: &str) -> String {
+    let text = std::fs::read_to_string(&plane.config)
+        .expect("read bosun.yaml")
+        .replacen(
+            "kind: ClusterConfiguration\n",
+            &format!("kind: ClusterConfiguration\nimageRepository: {repository}\n"),
+            1,
+        );
+    let path = plane.root.path().join(file);
+    std::fs::write(&path, text).expect("write the changed configuration");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+/// `bosun -o json init phase addon kube-proxy --config <config> <extra…>`.
+fn kube_proxy_phase(plane: &Plane<'_>, config: &str, extra: &[&str]) -> Output {
+    let mut arguments = vec![
+        "-o",
+        "json",
+        "init",
+        "phase",
+        "addon",
+        "kube-proxy",
+        "--config",
+        config,
+    ];
+    arguments.extend_from_slice(extra);
+    plane.bosun(&arguments)
+}
+
+fn image(daemon_set: &Value) -> String {
+    daemon_set["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn daemon_set(plane: &Plane<'_>) -> Value {
+    plane.get_json(&["daemonset", "kube-proxy", "--namespace=kube-system"])
+}
+
+/// The revision numbers kubectl's `rollout history` lists.
+fn kubectl_revisions(plane: &Plane<'_>) -> Vec<i64> {
+    let output = plane.kubectl(&[
+        "rollout",
+        "history",
+        "daemonset",
+        "kube-proxy",
+        "--namespace=kube-system",
+    ]);
+    assert_ok("kubectl rollout history", &output);
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// kubectl's view of one revision: the DaemonSet with that revision's template.
+fn kubectl_revision_template(plane: &Plane<'_>, revision: i64) -> Value {
+    let output = plane.kubectl(&[
+        "rollout",
+        "history",
+        "daemonset",
+        "kube-proxy",
+        "--namespace=kube-system",
+        &format!("--revision={revision}"),
+        "-o",
+        "json",
+    ]);
+    assert_ok("kubectl rollout history --revision -o json", &output);
+    let document: Value = serde_json::from_slice(&output.stdout).expect("kubectl JSON");
+    document["spec"]["template"].clone()
+}
+
+fn history(plane: &Plane<'_>) -> Value {
+    let output = plane.bosun(&["-o", "json", "addon", "history", "kube-proxy"]);
+    assert_ok("bosun addon history kube-proxy -o json", &output);
+    serde_json::from_slice(&output.stdout).expect("history JSON")
+}
+
+fn revision_numbers(history: &Value) -> Vec<i64> {
+    history["revisions"]
+        .as_array()
+        .expect("revisions")
+        .iter()
+        .filter_map(|revision| revision["revision"].as_i64())
+        .collect()
+}
+
+fn current_revision(history: &Value) -> Option<i64> {
+    history["revisions"]
+        .as_array()?
+        .iter()
+        .find(|revision| revision["current"] == true)?["revision"]
+        .as_i64()
+}
+
+#[test]
+fn kube_proxy_rolls_out_and_rolls_back_through_its_controller_revisions_on_a_real_control_plane() {
+    with_control_plane(
+        "addon::kube_proxy_rolls_out_and_rolls_back_through_its_controller_revisions_on_a_real_control_plane",
+        "tier1-addon",
+        |plane| {
+            let original = plane.config.to_str().expect("utf-8").to_owned();
+            // Revision 1: created, and with no nodes the rollout is complete at once.
+            let created = kube_proxy_phase(plane, &original, &[]);
+            assert_ok("bosun init phase addon kube-proxy", &created);
+            let said = messages(&created);
+            assert!(
+                said.iter().any(|text| text.starts_with(
+                    "DaemonSet kube-system/kube-proxy rolled out at revision 1: 0 of 0 nodes"
+                )),
+                "{said:?}"
+            );
+            let first_image = image(&daemon_set(plane));
+            assert!(
+                first_image.starts_with("registry.k8s.io/kube-proxy:"),
+                "{first_image}"
+            );
+            // Nothing changed: nothing is followed.
+            let again = kube_proxy_phase(plane, &original, &[]);
+            assert_ok("bosun init phase addon kube-proxy (again)", &again);
+            assert!(
+                !messages(&again).iter().any(|text| text.contains("rolled out")),
+                "an unchanged DaemonSet is not waited for: {:?}",
+                messages(&again)
+            );
+
+            // Revision 2: another image repository changes the template.
+            let mirrored = config_with_repository(plane, "bosun-mirror.yaml", "mirror.example/k8s");
+            let changed = kube_proxy_phase(plane, &mirrored, &[]);
+            assert_ok("bosun init phase addon kube-proxy (new image)", &changed);
+            assert!(
+                messages(&changed)
+                    .iter()
+                    .any(|text| text.starts_with("DaemonSet kube-system/kube-proxy rolled out at revision 2")),
+                "{:?}",
+                messages(&changed)
+            );
+            let second_image = image(&daemon_set(plane));
+            assert!(
+                second_image.starts_with("mirror.example/k8s/kube-proxy:"),
+                "{second_image}"
+            );
+            assert_eq!(kubectl_revisions(plane), [1, 2]);
+            let recorded = history(plane);
+            assert_eq!(revision_numbers(&recorded), [1, 2]);
+            assert_eq!(current_revision(&recorded), Some(2));
+            assert_eq!(recorded["revisions"][0]["images"][0], first_image.as_str());
+            assert_eq!(recorded["revisions"][1]["images"][0], second_image.as_str());
+            let table = plane.bosun(&["addon", "history", "kube-proxy"]);
+            assert_ok("bosun addon history kube-proxy", &table);
+            let table = String::from_utf8_lossy(&table.stdout).into_owned();
+            assert!(table.contains("REVISION  CHANGE-CAUSE"), "{table}");
+            assert!(table.contains("<none>"), "{table}");
+            let revision_one = kubectl_revision_template(plane, 1);
+
+            // A revision that does not exist is refused, and nothing changes.
+            let generation = daemon_set(plane)["metadata"]["generation"].clone();
+            let refused = plane.bosun(&["addon", "rollback", "kube-proxy", "--to-revision", "9"]);
+            assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+            let text = stderr(&refused);
+            assert!(
+                text.contains("DaemonSet kube-system/kube-proxy has no revision 9 (its revisions: 1, 2)")
+                    && text.contains("hint: `bosun addon history kube-proxy`"),
+                "{text}"
+            );
+            assert_eq!(daemon_set(plane)["metadata"]["generation"], generation);
+
+            // The default rollback restores revision 1's template, exactly as kubectl records it, and the controller
+            // renumbers it as revision 3 (kubectl's behaviour).
+            let rolled = plane.bosun(&["addon", "rollback", "kube-proxy"]);
+            assert_ok("bosun addon rollback kube-proxy", &rolled);
+            let restored = daemon_set(plane);
+            assert_eq!(image(&restored), first_image);
+            assert_eq!(restored["spec"]["template"], revision_one);
+            let said = stderr(&rolled);
+            eprintln!("addon: rollback said:\n{said}");
+            assert!(
+                said.contains("[rollback] updated cluster: DaemonSet kube-system/kube-proxy (restored revision 1 (was revision 2)")
+                    && said.contains("[rollback] DaemonSet kube-system/kube-proxy rolled out at revision 3"),
+                "{said}"
+            );
+            assert_eq!(kubectl_revisions(plane), [2, 3]);
+            assert_eq!(current_revision(&history(plane)), Some(3));
+            // Rolling back to what already runs does nothing.
+            let kept = plane.bosun(&["addon", "rollback", "kube-proxy", "--to-revision", "3"]);
+            assert_ok("bosun addon rollback kube-proxy --to-revision 3", &kept);
+            assert!(
+                stderr(&kept).contains("current template already matches revision 3"),
+                "{}",
+                stderr(&kept)
+            );
+            assert_eq!(
+                daemon_set(plane)["metadata"]["generation"],
+                restored["metadata"]["generation"]
+            );
+
+            // A node without a kubelet: its kube-proxy pod never becomes ready, so following a rollout must time out
+            // and name the node and the pod.
+            let node = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "ghost-1", "labels": {"kubernetes.io/os": "linux"}},
+            })
+            .to_string();
+            let node_file = plane.root.path().join("ghost-node.json");
+            std::fs::write(&node_file, node).expect("write ghost-node.json");
+            assert_ok(
+                "kubectl create node ghost-1",
+                &plane.kubectl(&["create", "-f", node_file.to_str().expect("utf-8")]),
+            );
+            // The DaemonSet controller makes a pod for it (bound or not: there is no kubelet to run it either way).
+            crate::harness::wait_for("a kube-proxy pod for ghost-1", std::time::Duration::from_secs(60), || {
+                let pods = plane.get_json(&["pods", "--namespace=kube-system", "--selector=k8s-app=kube-proxy"]);
+                (!pods["items"].as_array()?.is_empty()).then_some(())
+            });
+            let impatient = kube_proxy_phase(
+                plane,
+                &mirrored,
+                &["--kube-proxy-rollout-timeout", "8s"],
+            );
+            assert_eq!(impatient.status.code(), Some(5), "{}", stderr(&impatient));
+            let text = stderr(&impatient);
+            eprintln!("addon: the follow timed out as it should:\n{text}");
+            assert!(
+                text.contains("DaemonSet kube-system/kube-proxy did not finish rolling out within 8s")
+                    && text.contains("node ghost-1 (pod kube-proxy-")
+                    && text.contains("Pending")
+                    && text.contains("hint: `bosun addon status kube-proxy`"),
+                "{text}"
+            );
+            // The status names the same node, with the new pod (the old one was replaced on the update).
+            let status = plane.bosun(&["-o", "json", "addon", "status", "kube-proxy"]);
+            assert_ok("bosun addon status kube-proxy -o json", &status);
+            let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+            assert_eq!(status["complete"], false);
+            assert_eq!(status["desired"], 1);
+            let ghost = &status["nodes"][0];
+            assert_eq!(ghost["node"], "ghost-1");
+            assert_eq!(ghost["ready"], false);
+            assert!(ghost["reason"].as_str().is_some_and(|reason| reason.contains("Pending")), "{ghost}");
+            let shown_pod = ghost["pod"].as_str().expect("a pod on ghost-1");
+            assert!(text.contains(&format!("pod {shown_pod}")), "{text}");
+            let table = plane.bosun(&["addon", "status", "kube-proxy"]);
+            assert_ok("bosun addon status kube-proxy", &table);
+            let table = String::from_utf8_lossy(&table.stdout).into_owned();
+            eprintln!("addon: status:\n{table}");
+            assert!(table.contains("NODE") && table.contains("ghost-1"), "{table}");
+        },
+    );
+}
