@@ -77,6 +77,57 @@ impl Sandbox {
         sandbox
     }
 
+    /// A new sandbox whose hostname is `hostname`, connected to `network` with `address` on its `eth0` (instead of
+    /// the private [`NODE_IP`] of [`Sandbox::new`]), so sandboxes and nodes on one network reach each other.
+    pub fn on_network(
+        hostname: &str,
+        network: &super::network::Network,
+        address: &str,
+    ) -> Sandbox {
+        let holder = Command::new("unshare")
+            .args([
+                "--net",
+                "--pid",
+                "--uts",
+                "--fork",
+                "--kill-child=SIGKILL",
+                "--",
+                "cat",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start unshare (util-linux) for the sandbox");
+        let parent = holder.id();
+        let target = wait_for(
+            "the sandbox's first process",
+            Duration::from_secs(10),
+            || child_of(parent),
+        );
+        let sandbox = Sandbox {
+            holder,
+            target,
+            hostname: hostname.to_owned(),
+        };
+        let output = sandbox
+            .command("sh")
+            .args(["-c", &format!("hostname {hostname}")])
+            .output()
+            .expect("run nsenter");
+        assert!(
+            output.status.success(),
+            "naming the sandbox failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        network.attach(target, address);
+        sandbox
+    }
+
+    /// The PID (host's view) of the sandbox's first process, for `nsenter --target`.
+    pub fn pid(&self) -> u32 {
+        self.target
+    }
+
     /// A command that runs `program` inside the sandbox's namespaces (its mount namespace is the host's).
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut command = Command::new("nsenter");
