@@ -9,6 +9,8 @@
 //!   killed.
 //! - `containerd`: a node's own containerd in a sandbox (own root, state, socket, CNI directory) with the
 //!   images of tests/e2e/make-images imported.
+//! - `network`: a bridge in a "switch" network namespace of its own connecting sandboxes and nodes, each with its
+//!   own address (`Network::attach`, `Sandbox::on_network`), for multi-node tiers; nothing of it is on the host.
 //! - `static_pods`: runs a node root's static-pod manifests the way the kubelet would, as processes in the sandbox:
 //!   each container in its own mount namespace whose root holds only the image's binary and the pod's hostPath
 //!   volumes (taken from the node root) at their mount paths; waits for the pods' probes; shows their logs when a
@@ -16,6 +18,7 @@
 
 pub mod binaries;
 pub mod containerd;
+pub mod network;
 pub mod sandbox;
 pub mod static_pods;
 
