@@ -1,6 +1,7 @@
 //! The command line: one file per command, each with its clap structs (whose doc comments are the help) and one
 //! `run` that delegates to the library crates.
 
+pub mod addon;
 pub mod certs;
 pub mod config;
 pub mod etcd;
@@ -64,6 +65,7 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
+    Addon(addon::AddonArgs),
     Certs(certs::CertsArgs),
     Config(config::ConfigArgs),
     Etcd(etcd::EtcdArgs),
@@ -112,6 +114,7 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
         .map(|(_, sub)| sub.clone())
         .unwrap_or_default();
     match &cli.command {
+        Commands::Addon(arguments) => addon::run(&settings, arguments),
         Commands::Certs(arguments) => certs::run(&settings, arguments),
         Commands::Config(arguments) => config::run(&settings, arguments),
         Commands::Etcd(arguments) => etcd::run(&settings, arguments),

@@ -322,6 +322,33 @@ impl ClusterApi for KubeApi {
         }
     }
 
+    fn strategic_patch(&self, object: &ObjectRef, patch: &Value) -> Result<Value, ClusterError> {
+        let api = self.api(
+            &object.api_version,
+            &object.kind,
+            object.namespace.as_deref(),
+        );
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patched = self
+            .runtime
+            .block_on(api.patch(&object.name, &params, &Patch::Strategic(patch)))
+            .map_err(|error| self.error("patch", &object.to_string(), error))?;
+        let mut value = serde_json::to_value(patched).map_err(|error| ClusterError::Invalid {
+            reason: format!("cannot read {object}: {error}"),
+        })?;
+        if let Value::Object(map) = &mut value {
+            map.insert(
+                "apiVersion".to_owned(),
+                Value::from(object.api_version.clone()),
+            );
+            map.insert("kind".to_owned(), Value::from(object.kind.clone()));
+        }
+        Ok(value)
+    }
+
     fn evict(&self, namespace: &str, name: &str) -> Result<bool, ClusterError> {
         let pods: Api<k8s_openapi::api::core::v1::Pod> =
             Api::namespaced(self.client.clone(), namespace);

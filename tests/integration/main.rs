@@ -11,6 +11,8 @@
 //!   timer) and `bosun kubeconfig user` (parsed by kubectl).
 //! - `cluster`: the cluster-side init phases (upload-config, upload-certs, mark-control-plane, bootstrap-token,
 //!   addons, show-join-command) on a real control plane (tier 1).
+//! - `addon`: kube-proxy rollouts followed by `init phase addon kube-proxy`, and `bosun addon history|status|rollback`
+//!   through the DaemonSet's ControllerRevisions, compared with the real kubectl (tier 1).
 //! - `token`: `bosun token` locally and against a real control plane, compared with kubeadm (tier 1).
 //! - `init`: `bosun init` as a workflow: idempotence, dry runs, phase selection, the needs check, killed runs.
 //! - `pki`: `init phase certs|kubeconfig` output checked by openssl, kubectl and a real etcd 3.4; bad files refused.
@@ -31,6 +33,7 @@
     reason = "integration tests inspect the machine directly"
 )]
 
+mod addon;
 mod certs;
 mod cgroup;
 mod cluster;

@@ -131,6 +131,9 @@ pub trait ClusterApi: Send + Sync {
     /// A JSON merge patch (RFC 7386) of an object, for fields bosun does not own (`spec.unschedulable` when
     /// cordoning); returns the patched object.
     fn merge_patch(&self, object: &ObjectRef, patch: &Value) -> Result<Value, ClusterError>;
+    /// A strategic-merge patch of an object (field manager [`FIELD_MANAGER`]), as `kubectl rollout undo` sends a
+    /// ControllerRevision's `{"spec":{"template":{"$patch":"replace",…}}}`; returns the patched object.
+    fn strategic_patch(&self, object: &ObjectRef, patch: &Value) -> Result<Value, ClusterError>;
 }
 
 /// Makes connections. Kubeconfigs are passed as bytes, read by the phase through [`super::Files`], so the root
