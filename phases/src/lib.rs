@@ -26,6 +26,7 @@ pub mod engine;
 pub mod etcd;
 pub mod host;
 pub mod init;
+pub mod join;
 pub mod node;
 pub mod paths;
 pub mod render;

@@ -6,6 +6,7 @@ pub mod certs;
 pub mod config;
 pub mod etcd;
 pub mod init;
+pub mod join;
 pub mod kubeconfig;
 pub mod node;
 pub mod status;
@@ -70,6 +71,7 @@ pub enum Commands {
     Config(config::ConfigArgs),
     Etcd(etcd::EtcdArgs),
     Init(init::InitArgs),
+    Join(join::JoinArgs),
     Kubeconfig(kubeconfig::KubeconfigArgs),
     Node(node::NodeArgs),
     Status(status::StatusArgs),
@@ -80,7 +82,9 @@ pub enum Commands {
 
 /// The full command tree, with the generated `phase` subcommands attached.
 pub fn command() -> clap::Command {
-    Cli::command().mut_subcommand("init", |command| command.subcommand(init::phase_command()))
+    Cli::command()
+        .mut_subcommand("init", |command| command.subcommand(init::phase_command()))
+        .mut_subcommand("join", |command| command.subcommand(join::phase_command()))
 }
 
 /// Parses the command line and runs the command.
@@ -119,6 +123,7 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
         Commands::Config(arguments) => config::run(&settings, arguments),
         Commands::Etcd(arguments) => etcd::run(&settings, arguments),
         Commands::Init(arguments) => init::run(&settings, arguments, &subcommand_matches),
+        Commands::Join(arguments) => join::run(&settings, arguments, &subcommand_matches),
         Commands::Kubeconfig(arguments) => kubeconfig::run(&settings, arguments),
         Commands::Node(arguments) => node::run(&settings, arguments),
         Commands::Status(arguments) => status::run(&settings, arguments),

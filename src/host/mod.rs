@@ -11,6 +11,7 @@
 
 pub mod etcd;
 pub mod facts;
+pub mod join_etcd;
 pub mod kube;
 pub mod local;
 pub mod lock;

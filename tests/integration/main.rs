@@ -15,6 +15,9 @@
 //!   through the DaemonSet's ControllerRevisions, compared with the real kubectl (tier 1).
 //! - `token`: `bosun token` locally and against a real control plane, compared with kubeadm (tier 1).
 //! - `init`: `bosun init` as a workflow: idempotence, dry runs, phase selection, the needs check, killed runs.
+//! - `join`: `bosun join` on real parts: discovery against a bosun-built control plane (pins, signatures, bad input),
+//!   a control-plane join (downloaded certificates, etcd learner promoted), a worker's real kubelet TLS bootstrap;
+//!   the nodes are connected through `harness::network`.
 //! - `pki`: `init phase certs|kubeconfig` output checked by openssl, kubectl and a real etcd 3.4; bad files refused.
 //! - `etcd`: `bosun etcd` backup, status, restore (through a manifest-watching runner) and members, against real
 //!   etcd with openssl-made certificates.
@@ -45,6 +48,7 @@ mod etcd;
 #[path = "../e2e/harness/mod.rs"]
 mod harness;
 mod init;
+mod join;
 mod node;
 mod pki;
 mod services;

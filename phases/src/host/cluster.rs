@@ -152,6 +152,14 @@ pub trait ClusterConnector: Send + Sync {
     /// A GET of an `http://` or `https://` URL without verifying the server's certificate (health checks of
     /// components that serve self-signed certificates), with a timeout.
     fn probe(&self, url: &str, timeout: Duration) -> Result<ProbeAnswer, ClusterError>;
+    /// A GET of an `https://` URL whose server is verified against the system's trusted CAs (a `bosun join
+    /// --discovery-file https://…`), with a timeout. Connectors that reach no web servers refuse it.
+    fn fetch(&self, url: &str, timeout: Duration) -> Result<ProbeAnswer, ClusterError> {
+        let _ = timeout;
+        Err(ClusterError::Invalid {
+            reason: format!("this connection cannot fetch {url}"),
+        })
+    }
 }
 
 /// The JSON value of a k8s-openapi object, with its `apiVersion` and `kind`.

@@ -62,9 +62,11 @@ impl Network {
             .spawn()
             .expect("start unshare (util-linux) for the switch");
         let parent = holder.id();
-        let target = wait_for("the switch's first process", Duration::from_secs(10), || {
-            child_of(parent)
-        });
+        let target = wait_for(
+            "the switch's first process",
+            Duration::from_secs(10),
+            || child_of(parent),
+        );
         let network = Network {
             holder,
             target,
