@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bosun_phases::host::{
     describe_io_error, CommandOutput, CommandSpec, Commands, FileMeta, Files, HostError,
+    UnmountFlags,
 };
 
 /// Files of the local machine, with every node path placed under `root` (`/` on a real node).
@@ -176,6 +177,70 @@ impl Files for LocalFiles {
         Ok(names)
     }
 
+    fn remove_all(&self, path: &Path) -> Result<bool, HostError> {
+        use std::os::unix::fs::MetadataExt;
+        let real = self.real_path(path);
+        let meta = match fs::symlink_metadata(&real) {
+            Ok(meta) => meta,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(error) => return Err(HostError::file("inspect", &real, &error)),
+        };
+        if !meta.is_dir() {
+            fs::remove_file(&real).map_err(|error| HostError::file("remove", &real, &error))?;
+            return Ok(true);
+        }
+        remove_tree(&real, meta.dev())?;
+        Ok(true)
+    }
+
+    fn mounts_below(&self, path: &Path) -> Result<Vec<PathBuf>, HostError> {
+        let mountinfo = Path::new("/proc/self/mountinfo");
+        let text = fs::read_to_string(mountinfo)
+            .map_err(|error| HostError::file("read", mountinfo, &error))?;
+        let real = self.real_path(path);
+        let mut below: Vec<PathBuf> = Vec::new();
+        for line in text.lines() {
+            // Field 5 is the mount point, with space, tab, newline and backslash written as octal escapes.
+            let Some(mount_point) = line.split(' ').nth(4) else {
+                continue;
+            };
+            let mount_point = PathBuf::from(unescape_mount_point(mount_point));
+            let Ok(relative) = mount_point.strip_prefix(&real) else {
+                continue;
+            };
+            if relative.as_os_str().is_empty() {
+                continue;
+            }
+            let node_path = path.join(relative);
+            if !below.contains(&node_path) {
+                below.push(node_path);
+            }
+        }
+        below.sort_by_key(|mount| std::cmp::Reverse(mount.components().count()));
+        Ok(below)
+    }
+
+    fn unmount(&self, path: &Path, flags: UnmountFlags) -> Result<(), HostError> {
+        use nix::mount::{umount2, MntFlags};
+        let real = self.real_path(path);
+        let mut bits = MntFlags::empty();
+        for (set, flag) in [
+            (flags.force, MntFlags::MNT_FORCE),
+            (flags.detach, MntFlags::MNT_DETACH),
+            (flags.expire, MntFlags::MNT_EXPIRE),
+            (flags.no_follow, MntFlags::UMOUNT_NOFOLLOW),
+        ] {
+            if set {
+                bits |= flag;
+            }
+        }
+        umount2(&real, bits).map_err(|errno| HostError::File {
+            action: "unmount",
+            path: real.clone(),
+            reason: errno.desc().to_lowercase(),
+        })
+    }
+
     fn rename(&self, from: &Path, to: &Path) -> Result<(), HostError> {
         let real_from = self.real_path(from);
         let real_to = self.real_path(to);
@@ -186,6 +251,53 @@ impl Files for LocalFiles {
         fs::rename(&real_from, &real_to)
             .map_err(|error| HostError::file("rename", &real_from, &error))
     }
+}
+
+/// Removes a directory and everything in it without following symbolic links; refuses to enter a directory on
+/// another filesystem (a mount point left mounted), so a forgotten mount never loses its contents.
+fn remove_tree(directory: &Path, device: u64) -> Result<(), HostError> {
+    use std::os::unix::fs::MetadataExt;
+    let entries =
+        fs::read_dir(directory).map_err(|error| HostError::file("list", directory, &error))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| HostError::file("list", directory, &error))?;
+        let path = entry.path();
+        let meta = fs::symlink_metadata(&path)
+            .map_err(|error| HostError::file("inspect", &path, &error))?;
+        if meta.is_dir() {
+            if meta.dev() != device {
+                return Err(HostError::File {
+                    action: "remove",
+                    path,
+                    reason: "a filesystem is mounted there; unmount it first".to_owned(),
+                });
+            }
+            remove_tree(&path, device)?;
+        } else {
+            fs::remove_file(&path).map_err(|error| HostError::file("remove", &path, &error))?;
+        }
+    }
+    fs::remove_dir(directory).map_err(|error| HostError::file("remove", directory, &error))
+}
+
+/// A mount point as /proc/self/mountinfo writes it, with `\040`-style octal escapes decoded.
+fn unescape_mount_point(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'\\' && index + 4 <= bytes.len() {
+            let digits = std::str::from_utf8(&bytes[index + 1..index + 4]).unwrap_or_default();
+            if let Ok(value) = u8::from_str_radix(digits, 8) {
+                decoded.push(value);
+                index += 4;
+                continue;
+            }
+        }
+        decoded.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// Reads a file the user named on the command line (a configuration file, a backup), outside the node root.
@@ -238,6 +350,39 @@ impl Commands for LocalCommands {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_unescaped_like_the_kernel_writes_them() {
+        assert_eq!(
+            unescape_mount_point("/var/lib/kubelet/pods/a\\040b"),
+            "/var/lib/kubelet/pods/a b"
+        );
+        assert_eq!(unescape_mount_point("/plain"), "/plain");
+    }
+
+    #[test]
+    fn remove_all_does_not_follow_symbolic_links() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("outside");
+        fs::write(outside.path().join("keep"), b"x").expect("write");
+        let files = LocalFiles::new(directory.path());
+        files
+            .write_atomic(Path::new("/var/lib/kubelet/pki/a.crt"), b"a", 0o644)
+            .expect("write");
+        std::os::unix::fs::symlink(
+            outside.path(),
+            directory.path().join("var/lib/kubelet/link"),
+        )
+        .expect("symlink");
+        assert!(files
+            .remove_all(Path::new("/var/lib/kubelet"))
+            .expect("remove"));
+        assert!(!directory.path().join("var/lib/kubelet").exists());
+        assert!(outside.path().join("keep").exists(), "followed a link");
+        assert!(!files
+            .remove_all(Path::new("/var/lib/kubelet"))
+            .expect("again"));
+    }
 
     #[test]
     fn node_paths_cannot_escape_the_root() {

@@ -156,6 +156,16 @@ impl Services for ProcessServices {
         self.start(name)
     }
 
+    fn uninstall(&self, name: &str) -> Result<Outcome, HostError> {
+        self.stop(name)?;
+        let removed = self.files.remove_file(&Self::spec_path(name))?;
+        Ok(if removed {
+            Outcome::Removed
+        } else {
+            Outcome::Unchanged
+        })
+    }
+
     fn state(&self, name: &str) -> Result<ServiceState, HostError> {
         if self.running_supervisor(name).is_some() {
             Ok(ServiceState::Active)
@@ -353,6 +363,21 @@ impl Services for SystemdServices {
 
     fn restart(&self, name: &str) -> Result<(), HostError> {
         self.systemctl(&["restart", name])
+    }
+
+    fn uninstall(&self, name: &str) -> Result<Outcome, HostError> {
+        let path = PathBuf::from(format!("/etc/systemd/system/{name}.service"));
+        if self.state(name)? == ServiceState::Active {
+            self.systemctl(&["stop", name])?;
+        }
+        if !self.files.exists(&path)? {
+            // A packaged unit (kubelet.service from the kubernetes deb) is not bosun's to remove; it stays stopped.
+            return Ok(Outcome::Unchanged);
+        }
+        self.systemctl(&["disable", name])?;
+        self.files.remove_file(&path)?;
+        self.systemctl(&["daemon-reload"])?;
+        Ok(Outcome::Removed)
     }
 
     fn state(&self, name: &str) -> Result<ServiceState, HostError> {

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::redact::{is_secret_path, redact};
 use super::{
     CommandOutput, CommandSpec, Commands, FileMeta, Files, HostError, Outcome, ServiceSpec,
-    ServiceState, Services,
+    ServiceState, Services, UnmountFlags,
 };
 
 /// One change a dry run would have made.
@@ -229,6 +229,30 @@ impl Files for DryRunFiles {
         Ok(())
     }
 
+    fn remove_all(&self, path: &Path) -> Result<bool, HostError> {
+        if !self.exists(path)? {
+            return Ok(false);
+        }
+        self.plan(PlannedChange::Remove {
+            path: path.to_path_buf(),
+        });
+        let mut overlay = lock(&self.overlay);
+        overlay.retain(|planned, _| !planned.starts_with(path));
+        overlay.insert(path.to_path_buf(), Overlay::Absent);
+        Ok(true)
+    }
+
+    fn mounts_below(&self, path: &Path) -> Result<Vec<PathBuf>, HostError> {
+        self.inner.mounts_below(path)
+    }
+
+    fn unmount(&self, path: &Path, _flags: UnmountFlags) -> Result<(), HostError> {
+        self.plan(PlannedChange::Command {
+            command: format!("umount {}", path.display()),
+        });
+        Ok(())
+    }
+
     fn drain_planned(&self) -> Vec<PlannedChange> {
         std::mem::take(&mut *lock(&self.planned))
     }
@@ -322,6 +346,14 @@ impl Services for DryRunServices {
 
     fn state(&self, name: &str) -> Result<ServiceState, HostError> {
         self.inner.state(name)
+    }
+
+    fn uninstall(&self, name: &str) -> Result<Outcome, HostError> {
+        if self.inner.state(name)? == ServiceState::Unknown {
+            return Ok(Outcome::Unchanged);
+        }
+        self.plan(name, "stop and remove");
+        Ok(Outcome::Removed)
     }
 
     fn drain_planned(&self) -> Vec<PlannedChange> {

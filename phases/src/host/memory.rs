@@ -155,6 +155,13 @@ impl Files for MemoryFiles {
         Ok(())
     }
 
+    fn remove_all(&self, path: &Path) -> Result<bool, HostError> {
+        let mut entries = lock(&self.entries);
+        let existed = entries.contains_key(path);
+        entries.retain(|candidate, _| !candidate.starts_with(path));
+        Ok(existed)
+    }
+
     fn list_dir(&self, path: &Path) -> Result<Vec<PathBuf>, HostError> {
         Ok(lock(&self.entries)
             .keys()
@@ -293,5 +300,13 @@ impl Services for MemoryServices {
             .get(name)
             .copied()
             .unwrap_or(ServiceState::Unknown))
+    }
+
+    fn uninstall(&self, name: &str) -> Result<Outcome, HostError> {
+        lock(&self.states).remove(name);
+        Ok(match lock(&self.installed).remove(name) {
+            Some(_) => Outcome::Removed,
+            None => Outcome::Unchanged,
+        })
     }
 }

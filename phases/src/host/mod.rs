@@ -137,10 +137,49 @@ pub trait Files: Send + Sync {
         Ok(self.metadata(path)?.is_some())
     }
 
+    /// Removes a path and everything under it, never following symbolic links and never descending into another
+    /// mounted filesystem (that is an error naming the mount point); `Ok(false)` when it did not exist.
+    fn remove_all(&self, path: &Path) -> Result<bool, HostError> {
+        Err(HostError::File {
+            action: "remove",
+            path: path.to_path_buf(),
+            reason: "this host cannot remove directory trees".to_owned(),
+        })
+    }
+
+    /// Mount points strictly below `path` (node paths), deepest first. A host without mounts reports none.
+    fn mounts_below(&self, path: &Path) -> Result<Vec<PathBuf>, HostError> {
+        let _ = path;
+        Ok(Vec::new())
+    }
+
+    /// Unmounts the filesystem mounted at `path`.
+    fn unmount(&self, path: &Path, flags: UnmountFlags) -> Result<(), HostError> {
+        let _ = flags;
+        Err(HostError::File {
+            action: "unmount",
+            path: path.to_path_buf(),
+            reason: "this host cannot unmount filesystems".to_owned(),
+        })
+    }
+
     /// Changes recorded instead of made (dry run); empty for a real host.
     fn drain_planned(&self) -> Vec<dry_run::PlannedChange> {
         Vec::new()
     }
+}
+
+/// How [`Files::unmount`] unmounts, as `umount2(2)` flags (kubeadm's ResetConfiguration `unmountFlags`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct UnmountFlags {
+    /// `MNT_FORCE`: abort pending requests (NFS).
+    pub force: bool,
+    /// `MNT_DETACH`: detach now, clean up when no longer busy.
+    pub detach: bool,
+    /// `MNT_EXPIRE`: mark as expired (needs a second call to unmount).
+    pub expire: bool,
+    /// `UMOUNT_NOFOLLOW`: do not follow a symbolic link at the mount point.
+    pub no_follow: bool,
 }
 
 /// A program to run on the node.
@@ -281,6 +320,13 @@ pub trait Services: Send + Sync {
     fn stop(&self, name: &str) -> Result<(), HostError>;
     fn restart(&self, name: &str) -> Result<(), HostError>;
     fn state(&self, name: &str) -> Result<ServiceState, HostError>;
+    /// Stops a service and removes its definition; `Outcome::Removed` when one was installed, `Unchanged` when none.
+    fn uninstall(&self, name: &str) -> Result<Outcome, HostError> {
+        Err(HostError::Service {
+            service: name.to_owned(),
+            reason: format!("the {} backend cannot remove services", self.backend()),
+        })
+    }
 
     /// Service changes recorded instead of made (dry run); empty for a real host.
     fn drain_planned(&self) -> Vec<dry_run::PlannedChange> {
