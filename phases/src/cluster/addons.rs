@@ -14,8 +14,9 @@ use crate::engine::{Artefact, Phase, PhaseCtx, PhaseError};
 use crate::init::{live, InitData};
 use crate::render::{Template, Templates};
 
-/// The CoreDNS version bosun deploys unless `dns.imageTag` says otherwise.
-pub const DEFAULT_COREDNS_TAG: &str = "v1.12.1";
+/// The CoreDNS version bosun deploys unless `dns.imageTag` says otherwise: kubeadm v1.35's `CoreDNSVersion`
+/// (`kubeadm config images list` names it), so the image a node pre-loads for kubeadm is the one bosun runs.
+pub const DEFAULT_COREDNS_TAG: &str = "v1.13.1";
 
 /// What `templates/addons/coredns.yaml` is rendered with.
 #[derive(Debug, Clone, Serialize)]
@@ -309,7 +310,7 @@ mod tests {
             &find(&objects, "Deployment", "coredns")["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(
             container["image"],
-            "registry.k8s.io/coredns/coredns:v1.12.1"
+            "registry.k8s.io/coredns/coredns:v1.13.1"
         );
         // Every object deserialises as its k8s-openapi type.
         serde_json::from_value::<k8s_openapi::api::apps::v1::Deployment>(
@@ -382,7 +383,7 @@ mod tests {
         let mut cluster = bosun_config::ClusterConfiguration::default();
         assert_eq!(
             coredns_image(&cluster),
-            "registry.k8s.io/coredns/coredns:v1.12.1"
+            "registry.k8s.io/coredns/coredns:v1.13.1"
         );
         cluster.image_repository = "mirror.example/k8s".to_owned();
         cluster.dns.image_tag = "v1.11.3".to_owned();
