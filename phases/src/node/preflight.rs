@@ -531,13 +531,58 @@ fn port_check(input: &PreflightInput<'_>, out: &mut Vec<Outcome>) -> Result<(), 
     else {
         return Ok(());
     };
-    if input.facts.ports_in_use.contains(&port) {
-        out.push(error(
+    if !input.facts.ports_in_use.contains(&port) {
+        return Ok(());
+    }
+    let owner = match port_owner(input, port) {
+        Some(owner) if input.files.exists(&owner)? => Some(owner),
+        _ => None,
+    };
+    match owner {
+        Some(owner) => out.push(warning(
+            format!(
+                "port {port} is in use, by this node's own {} ({} exists): a re-run",
+                owner_name(&owner),
+                owner.display()
+            ),
+            None,
+        )),
+        None => out.push(error(
             format!("port {port} is in use"),
             Some("stop what listens on it (ss -ltnp shows which process), or run `bosun reset` if it is a previous cluster"),
-        ));
+        )),
     }
     Ok(())
+}
+
+/// The file bosun writes for the component that listens on `port` in this configuration: when it exists, init
+/// already ran here and the port is held by this node's own component (like the etcd data directory check, which
+/// accepts a data directory that bosun's etcd manifest uses).
+fn port_owner(input: &PreflightInput<'_>, port: u16) -> Option<PathBuf> {
+    let component = if port == input.config.bind_port() {
+        KUBE_APISERVER
+    } else if port == KUBE_SCHEDULER_PORT {
+        KUBE_SCHEDULER
+    } else if port == KUBE_CONTROLLER_MANAGER_PORT {
+        KUBE_CONTROLLER_MANAGER
+    } else if port == KUBELET_PORT {
+        return Some(PathBuf::from(paths::KUBELET_CONFIG));
+    } else if local_etcd(input.config) && (port == ETCD_CLIENT_PORT || port == ETCD_PEER_PORT) {
+        ETCD
+    } else {
+        return None;
+    };
+    Some(paths::NodePaths::manifest(component))
+}
+
+fn owner_name(owner: &Path) -> String {
+    if owner == Path::new(paths::KUBELET_CONFIG) {
+        return "kubelet".to_owned();
+    }
+    owner
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// Whether a file is one of the manifests bosun writes.

@@ -183,6 +183,40 @@ fn every_problem_is_reported_together() {
     assert!(port.hint.is_some());
 }
 
+/// Found by tier 2: a second `bosun init` on a working node failed preflight because the node's own control plane
+/// and kubelet hold their ports. Ports held while bosun's file for that component exists are a re-run (a
+/// warning); a port held with no such file stays an error.
+#[test]
+fn ports_held_by_this_nodes_own_components_are_a_rerun() {
+    let facts = NodeFacts {
+        ports_in_use: vec![6443, 10259, 10257, 10250, 2379, 2380],
+        ..healthy_facts()
+    };
+    let files = healthy_files();
+    for path in [
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "/etc/kubernetes/manifests/kube-scheduler.yaml",
+        "/etc/kubernetes/manifests/etcd.yaml",
+        "/var/lib/kubelet/config.yaml",
+    ] {
+        files
+            .write_atomic(Path::new(path), b"x", 0o600)
+            .expect("write");
+    }
+    let found = findings(&facts, &files, &healthy_commands(), &[]);
+    assert_eq!(errors(&found), ["Port-10257"], "{found:#?}");
+    let apiserver = found
+        .iter()
+        .find(|finding| finding.check == "Port-6443")
+        .expect("port 6443");
+    assert_eq!(apiserver.severity, Severity::Warning);
+    assert!(
+        apiserver.message.contains("kube-apiserver") && apiserver.message.contains("re-run"),
+        "{}",
+        apiserver.message
+    );
+}
+
 #[test]
 fn ignored_checks_become_warnings_and_all_ignores_everything() {
     let facts = NodeFacts {
