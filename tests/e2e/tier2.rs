@@ -1,10 +1,14 @@
 //! Tier 2 (docs/testing.md), first step: a node's own containerd in a sandbox, with the locally built images that
 //! kubeadm-style manifests name, runs them with runc; kube-proxy's image changes iptables only in the node.
 
-use std::process::Command;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use crate::harness::binaries::Binaries;
 use crate::harness::containerd::Containerd;
+use crate::harness::node::{Node, NodeNetwork};
 use crate::harness::sandbox::Sandbox;
 
 #[test]
@@ -95,4 +99,340 @@ fn a_node_containerd_runs_the_built_images() {
         !String::from_utf8_lossy(&on_host.stdout).contains(":BOSUN-TIER2"),
         "the kube-proxy image changed the host's iptables"
     );
+}
+
+/// What tier 2 runs: the whole node, and kubeadm for the image names.
+pub const TIER2: &[&str] = &[
+    "kubeadm",
+    "kubelet",
+    "kubectl",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "etcd",
+    "coredns",
+];
+
+/// How long each step of a cold node may take on two busy cores.
+const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The bootstrap token of the test's configuration: a fixed one, so that a second `bosun init` has nothing to do.
+const TOKEN: &str = "tier2a.0123456789abcdef";
+
+/// The kubeadm configuration a user of a host like this one writes: the node's address and name, containerd's
+/// socket, a fixed token, and a KubeletConfiguration with what a kubelet needs on a cgroup v1 host without
+/// systemd that it shares with others (cgroupfs, its own cgroupRoot, cgroup v1 allowed, no eviction or image GC
+/// since every node sees the machine's whole disk).
+pub fn node_config(version: &str, node: &Node) -> String {
+    let address = node.address();
+    let name = node.name();
+    let cgroup_root = node.cgroup_root();
+    format!(
+        "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens:
+- token: {TOKEN}
+  description: tier 2
+localAPIEndpoint:
+  advertiseAddress: {address}
+  bindPort: 6443
+nodeRegistration:
+  name: {name}
+  criSocket: unix:///run/containerd/containerd.sock
+  kubeletExtraArgs:
+  - name: node-ip
+    value: {address}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: {version}
+networking:
+  serviceSubnet: 10.96.0.0/12
+  podSubnet: 10.244.0.0/16
+  dnsDomain: cluster.local
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+cgroupRoot: {cgroup_root}
+failCgroupV1: false
+failSwapOn: false
+imageGCHighThresholdPercent: 100
+evictionHard:
+  imagefs.available: \"0%\"
+  nodefs.available: \"0%\"
+  nodefs.inodesFree: \"0%\"
+---
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+mode: iptables
+conntrack:
+  maxPerCore: 0
+"
+    )
+}
+
+/// A bridge CNI configuration for the node's pod subnet (bosun, like kubeadm, ships no network plugin).
+pub fn bridge_conflist(subnet: &str) -> String {
+    format!(
+        r#"{{
+  "cniVersion": "1.0.0",
+  "name": "bosun-tier2",
+  "plugins": [
+    {{
+      "type": "bridge",
+      "bridge": "cni0",
+      "isGateway": true,
+      "ipMasq": true,
+      "hairpinMode": true,
+      "ipam": {{
+        "type": "host-local",
+        "ranges": [[{{"subnet": "{subnet}"}}]],
+        "routes": [{{"dst": "0.0.0.0/0"}}]
+      }}
+    }},
+    {{"type": "portmap", "capabilities": {{"portMappings": true}}}},
+    {{"type": "loopback"}}
+  ]
+}}
+"#
+    )
+}
+
+/// Runs the real `bosun` in the node with the process service backend, the built binaries first on PATH.
+pub fn bosun(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Output {
+    let bin = binaries.path("kubelet");
+    let bin = bin.parent().expect("bin directory");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    node.command(env!("CARGO_BIN_EXE_bosun"))
+        .args(arguments)
+        .env("PATH", path)
+        .env("BOSUN_SERVICE_BACKEND", "process")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run bosun in the node")
+}
+
+#[track_caller]
+fn assert_ok(what: &str, output: &Output) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// kubectl in the node with its admin.conf; the output as JSON.
+pub fn kubectl_json(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Result<Value, String> {
+    let mut all = vec![
+        "--kubeconfig=/etc/kubernetes/admin.conf",
+        "--request-timeout=10s",
+        "--output=json",
+    ];
+    all.extend_from_slice(arguments);
+    let output = node.output(binaries.path("kubectl"), &all);
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).trim().to_owned());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|error| error.to_string())
+}
+
+/// The phase of every pod in kube-system whose name starts with `prefix`, or what was seen instead.
+fn running_pods(
+    node: &Node,
+    binaries: &Binaries,
+    prefix: &str,
+    count: usize,
+) -> Result<Vec<String>, String> {
+    let pods = kubectl_json(node, binaries, &["get", "pods", "--namespace=kube-system"])?;
+    let matching: Vec<(String, String)> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|pod| {
+            let name = pod["metadata"]["name"].as_str()?;
+            name.starts_with(prefix).then(|| {
+                let ready = pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|condition| condition["type"] == "Ready" && condition["status"] == "True");
+                let phase = pod["status"]["phase"].as_str().unwrap_or("?");
+                (
+                    name.to_owned(),
+                    if ready {
+                        "Ready".to_owned()
+                    } else {
+                        phase.to_owned()
+                    },
+                )
+            })
+        })
+        .collect();
+    if matching.len() == count && matching.iter().all(|(_, state)| state == "Ready") {
+        Ok(matching.into_iter().map(|(name, _)| name).collect())
+    } else {
+        Err(format!("{matching:?}"))
+    }
+}
+
+fn node_condition(node_object: &Value, kind: &str) -> String {
+    node_object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|condition| condition["type"] == kind)
+        .and_then(|condition| condition["status"].as_str())
+        .unwrap_or("absent")
+        .to_owned()
+}
+
+#[test]
+fn bosun_init_builds_a_ready_node() {
+    let Some(binaries) = Binaries::require("tier2::bosun_init_builds_a_ready_node", TIER2) else {
+        return;
+    };
+    let version = crate::tier1::built_version(&binaries);
+    let started = Instant::now();
+    let node = Node::start("tier2-init", NodeNetwork::Alone);
+    let config_path = "/etc/bosun-tier2/kubeadm.yaml";
+    node.write(config_path, node_config(&version, &node).as_bytes());
+    let init = ["init", "--config", config_path];
+    node.write(
+        "/etc/containerd/config.toml",
+        node.containerd_config().as_bytes(),
+    );
+
+    // A real host gets its images before init (`kubeadm config images pull`; here, an air-gapped import): bosun
+    // configures and starts containerd first, the images go in, then the whole init runs.
+    let runtime = bosun(
+        &node,
+        &binaries,
+        &[
+            "init",
+            "phase",
+            "container-runtime",
+            "--config",
+            config_path,
+        ],
+    );
+    assert_ok("bosun init phase container-runtime", &runtime);
+    let socket = node.path("/run/containerd/containerd.sock");
+    crate::harness::wait_for("containerd's socket", STEP_TIMEOUT, || {
+        socket.exists().then_some(())
+    });
+    let images = binaries.path("kubeadm");
+    import_images(images.parent().expect("bin directory"), &socket);
+    let runtime_ready = started.elapsed();
+
+    let first = bosun(
+        &node,
+        &binaries,
+        &[&init[..], &["--ignore-preflight-errors=SystemVerification"]].concat(),
+    );
+    assert_ok("bosun init", &first);
+    let init_done = started.elapsed();
+    eprintln!("{}", String::from_utf8_lossy(&first.stderr));
+
+    // The kubelet runs bosun's static pods from the local images (mirror pods prove it is the kubelet).
+    for component in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ] {
+        let pod = format!("{component}-{}", node.name());
+        crate::harness::wait_until(&format!("static pod {pod}"), STEP_TIMEOUT, || {
+            running_pods(&node, &binaries, &pod, 1)
+        });
+    }
+
+    // The node registered with a client certificate from the TLS bootstrap, which kubelet-finalize points
+    // kubelet.conf at; mark-control-plane labelled and tainted it.
+    let kubelet_conf =
+        std::fs::read_to_string(node.path("/etc/kubernetes/kubelet.conf")).expect("kubelet.conf");
+    assert!(
+        kubelet_conf.contains("/var/lib/kubelet/pki/kubelet-client-current.pem"),
+        "kubelet.conf does not use the rotated client certificate:\n{kubelet_conf}"
+    );
+    // A link with an absolute target in the node, so it is looked at from inside.
+    let pem = node.output(
+        "test",
+        &["-s", "/var/lib/kubelet/pki/kubelet-client-current.pem"],
+    );
+    assert!(
+        pem.status.success(),
+        "the kubelet has no rotated client certificate"
+    );
+    let node_object =
+        kubectl_json(&node, &binaries, &["get", "node", node.name()]).expect("the node object");
+    assert!(
+        node_object["metadata"]["labels"]
+            .get("node-role.kubernetes.io/control-plane")
+            .is_some(),
+        "{}",
+        node_object["metadata"]["labels"]
+    );
+    let taints = node_object["spec"]["taints"].to_string();
+    assert!(
+        taints.contains("node-role.kubernetes.io/control-plane") && taints.contains("NoSchedule"),
+        "{taints}"
+    );
+
+    // With a network plugin configured the node becomes Ready; kube-proxy and CoreDNS run on it.
+    node.write(
+        "/etc/cni/net.d/10-bridge.conflist",
+        bridge_conflist("10.244.0.0/24").as_bytes(),
+    );
+    crate::harness::wait_until("the node to be Ready", STEP_TIMEOUT, || {
+        let object = kubectl_json(&node, &binaries, &["get", "node", node.name()])?;
+        let ready = node_condition(&object, "Ready");
+        (ready == "True").then_some(()).ok_or(ready)
+    });
+    let node_ready = started.elapsed();
+    crate::harness::wait_until("the kube-proxy pod", STEP_TIMEOUT, || {
+        running_pods(&node, &binaries, "kube-proxy-", 1)
+    });
+    crate::harness::wait_until("the CoreDNS pods", STEP_TIMEOUT, || {
+        running_pods(&node, &binaries, "coredns-", 2)
+    });
+    let addons_running = started.elapsed();
+
+    // A second init finds everything as it should be and changes nothing (the kubelet is not restarted).
+    let second = bosun(
+        &node,
+        &binaries,
+        &[&init[..], &["--ignore-preflight-errors=SystemVerification"]].concat(),
+    );
+    assert_ok("the second bosun init", &second);
+    let second_text = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        second_text.contains("[init] done; nothing needed to change"),
+        "the second init changed something:\n{second_text}"
+    );
+    eprintln!(
+        "tier 2: containerd and images {runtime_ready:?}, bosun init done {init_done:?}, node Ready {node_ready:?}, \
+         kube-proxy and CoreDNS running {addons_running:?}, second init {:?}",
+        started.elapsed()
+    );
+}
+
+/// Imports the images of tests/e2e/make-images into the containerd at `socket`.
+fn import_images(bin: &std::path::Path, socket: &std::path::Path) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/make-images");
+    let output = Command::new(script)
+        .arg("--bin")
+        .arg(bin)
+        .arg("--import")
+        .arg(socket)
+        .output()
+        .expect("run tests/e2e/make-images");
+    assert_ok("make-images --import", &output);
 }

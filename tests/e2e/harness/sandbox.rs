@@ -79,11 +79,7 @@ impl Sandbox {
 
     /// A new sandbox whose hostname is `hostname`, connected to `network` with `address` on its `eth0` (instead of
     /// the private [`NODE_IP`] of [`Sandbox::new`]), so sandboxes and nodes on one network reach each other.
-    pub fn on_network(
-        hostname: &str,
-        network: &super::network::Network,
-        address: &str,
-    ) -> Sandbox {
+    pub fn on_network(hostname: &str, network: &super::network::Network, address: &str) -> Sandbox {
         let holder = Command::new("unshare")
             .args([
                 "--net",
