@@ -140,33 +140,34 @@ fn cgroup_driver(settings: &Settings, arguments: &CgroupDriverArgs) -> Result<()
         Some(name) => name.clone(),
         None => migrate::node_name(host.files.as_ref(), &facts.hostname).map_err(refused)?,
     };
-    let cluster = if arguments.no_drain {
-        Err("--no-drain".to_owned())
-    } else {
-        let kubeconfig = match &arguments.kubeconfig {
-            Some(path) => Some((
-                crate::host::local::read_user_file(path).map_err(|error| {
-                    CliError::invalid_config(error.to_string())
-                        .with_hint("pass the cluster's admin kubeconfig with --kubeconfig")
-                })?,
-                path.display().to_string(),
-            )),
-            None => host
-                .files
-                .read(Path::new(paths::ADMIN_CONF))
-                .map_err(|error| CliError::unexpected(error.to_string()))?
+    let kubeconfig_flag = arguments.kubeconfig.clone();
+    let no_drain = arguments.no_drain;
+    let files = host.files.as_ref();
+    let node = node_name.clone();
+    let cluster = move || -> Result<_, NodeError> {
+        if no_drain {
+            return Ok(Err("--no-drain".to_owned()));
+        }
+        let kubeconfig = match &kubeconfig_flag {
+            Some(path) => match crate::host::local::read_user_file(path) {
+                Ok(bytes) => Some((bytes, path.display().to_string())),
+                Err(error) => return Ok(Err(error.to_string())),
+            },
+            None => files
+                .read(Path::new(paths::ADMIN_CONF))?
                 .map(|bytes| (bytes, paths::ADMIN_CONF.to_owned())),
         };
-        migrate::connect_cluster(&crate::host::kube::KubeConnector, kubeconfig, &node_name)
-            .map_err(refused)?
+        let connection =
+            migrate::connect_cluster(&crate::host::kube::KubeConnector, kubeconfig, &node)?;
+        if let Err(reason) = &connection {
+            eprintln!(
+                "warning: without the API server ({reason}) the steps {} are skipped: the node is not drained or \
+                 uncordoned, and the kubelet-config ConfigMap keeps its cgroupDriver",
+                migrate::CLUSTER_STEPS.join(", ")
+            );
+        }
+        Ok(connection)
     };
-    if let Err(reason) = &cluster {
-        eprintln!(
-            "warning: without the API server ({reason}) the steps {} are skipped: the node is not drained or uncordoned, \
-             and the kubelet-config ConfigMap keeps its cgroupDriver",
-            migrate::CLUSTER_STEPS.join(", ")
-        );
-    }
     let options = Options {
         node_name,
         skip: arguments.skip_phases.clone(),

@@ -334,7 +334,11 @@ impl ServiceWatch {
                         match (current[index], now) {
                             (Some(_), None) => events.push(format!("{name} stopped")),
                             (None, Some(_)) => events.push(format!("{name} started")),
-                            _ => events.push(format!("{name} restarted")),
+                            // Both changes between two looks (a busy machine): the stop came first.
+                            _ => {
+                                events.push(format!("{name} stopped"));
+                                events.push(format!("{name} started"));
+                            }
                         }
                         current[index] = now;
                     }

@@ -306,14 +306,15 @@ fn stamp(time: SystemTime) -> String {
         .unwrap_or_else(|_| "unknown".to_owned())
 }
 
-/// Checks that the migration may run and builds its data. Refuses, before anything changes: a target that does not
-/// fit the host, a runtime bosun cannot switch, phases skipped so that the kubelet and the runtime would end up on
+/// Checks that the migration may run and builds its data; `cluster` connects to the API server (see
+/// [`connect_cluster`]) unless there is nothing to do. Refuses, before anything changes: a target that does not fit
+/// the host, a runtime bosun cannot switch, phases skipped so that the kubelet and the runtime would end up on
 /// different drivers, and a different migration still in progress.
 pub fn prepare(
     target: CgroupDriver,
     inspection: Inspection,
     options: Options,
-    cluster: Result<Box<dyn ClusterApi>, String>,
+    cluster: impl FnOnce() -> Result<Result<Box<dyn ClusterApi>, String>, NodeError>,
     hostname: &str,
     now: SystemTime,
 ) -> Result<MigrateData, NodeError> {
@@ -415,7 +416,12 @@ pub fn prepare(
         kubelet_started: None,
         finished: None,
     });
-    let (cluster, cluster_skipped) = match cluster {
+    // A run with nothing to do does not ask the API server anything.
+    let connection = match &noop {
+        Some(reason) => Err(reason.clone()),
+        None => cluster()?,
+    };
+    let (cluster, cluster_skipped) = match connection {
         Ok(api) => (Some(api), None),
         Err(reason) => (None, Some(reason)),
     };
@@ -469,14 +475,18 @@ impl MigrateData {
 
 type StepFn = fn(&mut PhaseCtx<'_, MigrateData>) -> Result<(), PhaseError>;
 
+/// Records the progress; reported only when it changed. A dry run records nothing (its steps change nothing).
 fn save(ctx: &mut PhaseCtx<'_, MigrateData>) -> Result<(), PhaseError> {
+    if ctx.host.dry_run {
+        return Ok(());
+    }
     let bytes = ctx.data.state().to_json();
-    ctx.ensure_file_with_detail(
-        Path::new(STATE_PATH),
-        &bytes,
-        0o644,
-        Some("migration progress".to_owned()),
-    )?;
+    let path = Path::new(STATE_PATH);
+    ctx.check_declared(path)?;
+    let outcome = crate::host::ensure_file(ctx.host.files.as_ref(), path, &bytes, 0o644)?;
+    if outcome != Outcome::Unchanged {
+        ctx.record_with_detail(STATE_PATH, outcome, Some("migration progress".to_owned()));
+    }
     Ok(())
 }
 

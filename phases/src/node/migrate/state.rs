@@ -34,7 +34,7 @@ pub struct MigrationState {
     pub completed: Vec<String>,
     /// Steps that did not run, with the reason (no API server, `--skip-phases`).
     #[serde(default)]
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<SkippedStep>,
     /// Whether bosun cordoned the node (so uncordon must undo it); false when the node was already unschedulable.
     #[serde(default)]
     pub cordoned_by_bosun: bool,
@@ -44,6 +44,13 @@ pub struct MigrationState {
     /// RFC 3339 time the migration finished; `None` while it is in progress.
     #[serde(default)]
     pub finished: Option<String>,
+}
+
+/// A step that did not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedStep {
+    pub step: String,
+    pub reason: String,
 }
 
 impl MigrationState {
@@ -70,8 +77,11 @@ impl MigrationState {
     }
 
     pub fn skip(&mut self, step: &str, reason: &str) {
-        self.skipped.retain(|(name, _)| name != step);
-        self.skipped.push((step.to_owned(), reason.to_owned()));
+        self.skipped.retain(|skipped| skipped.step != step);
+        self.skipped.push(SkippedStep {
+            step: step.to_owned(),
+            reason: reason.to_owned(),
+        });
     }
 
     pub fn to_json(&self) -> Vec<u8> {

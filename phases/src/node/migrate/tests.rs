@@ -95,7 +95,7 @@ fn prepared(
         target,
         inspection,
         options(skip),
-        Err("--no-drain".to_owned()),
+        || Ok(Err("--no-drain".to_owned())),
         "node-1",
         SystemTime::UNIX_EPOCH,
     )
@@ -167,7 +167,7 @@ fn a_runtime_bosun_cannot_switch_is_refused() {
         CgroupDriver::Cgroupfs,
         inspection,
         options(&[]),
-        Err(String::new()),
+        || Ok(Err(String::new())),
         "n",
         SystemTime::UNIX_EPOCH,
     ) else {
@@ -269,7 +269,7 @@ fn a_re_run_continues_after_the_last_completed_step() {
         CgroupDriver::Systemd,
         inspection,
         options(&[]),
-        Err(String::new()),
+        || Ok(Err(String::new())),
         "n",
         SystemTime::UNIX_EPOCH,
     ) else {
