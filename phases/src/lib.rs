@@ -14,6 +14,7 @@
 //! - [`certops`]: `certs check-expiration|renew|generate-csr|certificate-key|timer` and `kubeconfig user`: the PKI
 //!   after init (expiry tables, the renew workflow with static-pod restarts, CSRs, the daily renewal timer).
 //! - [`init`]: the `init` workflow tree and [`init::InitData`], the typed data its phases read.
+//! - [`reset`]: the `reset` workflow (preflight, remove-etcd-member, cleanup-node/*) and [`reset::ResetData`].
 //!
 //! Files on a node that this crate writes itself: none. Phases write through [`host::Files`]; the runner's journal
 //! (`/var/lib/bosun/journal.json`) is written by the binary.
@@ -30,4 +31,5 @@ pub mod join;
 pub mod node;
 pub mod paths;
 pub mod render;
+pub mod reset;
 pub mod token;

@@ -9,6 +9,7 @@ pub mod init;
 pub mod join;
 pub mod kubeconfig;
 pub mod node;
+pub mod reset;
 pub mod status;
 pub mod supervise;
 pub mod token;
@@ -73,6 +74,7 @@ pub enum Commands {
     Init(init::InitArgs),
     Join(join::JoinArgs),
     Kubeconfig(kubeconfig::KubeconfigArgs),
+    Reset(reset::ResetArgs),
     Node(node::NodeArgs),
     Status(status::StatusArgs),
     Token(token::TokenArgs),
@@ -85,6 +87,9 @@ pub fn command() -> clap::Command {
     Cli::command()
         .mut_subcommand("init", |command| command.subcommand(init::phase_command()))
         .mut_subcommand("join", |command| command.subcommand(join::phase_command()))
+        .mut_subcommand("reset", |command| {
+            command.subcommand(reset::phase_command())
+        })
 }
 
 /// Parses the command line and runs the command.
@@ -125,6 +130,7 @@ pub fn main_with_args(arguments: Vec<std::ffi::OsString>) -> Result<(), CliError
         Commands::Init(arguments) => init::run(&settings, arguments, &subcommand_matches),
         Commands::Join(arguments) => join::run(&settings, arguments, &subcommand_matches),
         Commands::Kubeconfig(arguments) => kubeconfig::run(&settings, arguments),
+        Commands::Reset(arguments) => reset::run(&settings, arguments, &subcommand_matches),
         Commands::Node(arguments) => node::run(&settings, arguments),
         Commands::Status(arguments) => status::run(&settings, arguments),
         Commands::Token(arguments) => token::run(&settings, arguments),

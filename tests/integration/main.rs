@@ -23,6 +23,8 @@
 //!   etcd with openssl-made certificates.
 //! - `node`: rendered manifests against the Kubernetes OpenAPI schema, etcd run from bosun's manifest, a real
 //!   containerd loading bosun's config.toml.
+//! - `reset`: `bosun reset` on roots written by `bosun init`: what goes and what stays, dry runs, a supervised
+//!   kubelet stand-in, a real containerd's k8s.io containers, a real two-member etcd, init again afterwards.
 //! - `status`: the journal behind `bosun status`.
 //! - `services`: the process service backend starting, restarting and stopping a real process.
 //! - `harness` (tests/e2e/harness/): the real-Kubernetes harness — built binaries, sandbox nodes, static pods run as
@@ -51,6 +53,7 @@ mod init;
 mod join;
 mod node;
 mod pki;
+mod reset;
 mod services;
 mod status;
 mod support;
