@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::cluster::{assert_ok, Plane, CERTIFICATE_KEY, TOKEN};
 use crate::harness::binaries::{Binaries, TIER1};
 use crate::harness::network::{self, Network};
+use crate::harness::node::{Node, NodeNetwork};
 use crate::harness::sandbox::Sandbox;
 use crate::harness::static_pods::StaticPods;
 use crate::harness::{wait_for, wait_until};
@@ -43,7 +44,10 @@ fn control_plane_config(version: &str, name: &str, address: &str) -> String {
          nodeRegistration:\n  name: {name}\n\
          ---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n\
          kubernetesVersion: {version}\nclusterName: kubernetes\ncontrolPlaneEndpoint: {address}:6443\n\
-         networking:\n  serviceSubnet: 10.96.0.0/12\n  podSubnet: 10.244.0.0/16\n  dnsDomain: cluster.local\n"
+         networking:\n  serviceSubnet: 10.96.0.0/12\n  podSubnet: 10.244.0.0/16\n  dnsDomain: cluster.local\n\
+         ---\napiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+         cgroupDriver: cgroupfs\nfailCgroupV1: false\nfailSwapOn: false\nimageGCHighThresholdPercent: 100\n\
+         evictionHard:\n  imagefs.available: \"0%\"\n  nodefs.available: \"0%\"\n  nodefs.inodesFree: \"0%\"\n"
     )
 }
 
@@ -371,6 +375,103 @@ fn discovery_is_checked(binaries: &Binaries, network: &Network, cluster: &Contro
         node_files(&root).is_empty(),
         "discovery wrote files: {:?}",
         node_files(&root)
+    );
+
+    // A dry run of the whole printed join: every file it would write is shown (the token redacted), none is written.
+    let kubelet_dir = binaries.path("kubelet");
+    let path = format!(
+        "{}:{}",
+        kubelet_dir.parent().expect("bin directory").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut arguments = vec!["--root", root.path().to_str().expect("utf-8"), "join"];
+    arguments.extend(strings(worker));
+    arguments.extend([
+        "--dry-run",
+        "--ignore-preflight-errors=all",
+        "--skip-phases=container-runtime",
+    ]);
+    let dry = node
+        .command(env!("CARGO_BIN_EXE_bosun"))
+        .args(&arguments)
+        .env_remove("BOSUN_ROOT")
+        .env("BOSUN_SERVICE_BACKEND", "process")
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bosun join --dry-run");
+    assert_ok("bosun join --dry-run", &dry);
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&dry.stdout),
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    for expected in [
+        "would write /etc/kubernetes/bootstrap-kubelet.conf",
+        "would write /var/lib/kubelet/config.yaml",
+        "token: <redacted>",
+    ] {
+        assert!(
+            shown.contains(expected),
+            "{expected:?} is not in the dry run:\n{shown}"
+        );
+    }
+    assert!(
+        !shown.contains("0123456789abcdef"),
+        "the dry run shows the token secret:\n{shown}"
+    );
+    assert!(
+        node_files(&root).is_empty(),
+        "the dry run wrote files: {:?}",
+        node_files(&root)
+    );
+
+    // File discovery: cluster-info's kubeconfig as a file, its CA trusted, the TLS bootstrap token given apart.
+    let info = config_map(plane, "kube-public", "cluster-info");
+    let discovery_file = scratch.path().join("cluster-info.conf");
+    std::fs::write(
+        &discovery_file,
+        info["kubeconfig"].as_str().expect("kubeconfig"),
+    )
+    .expect("write the discovery file");
+    let from_file = bosun_on(
+        &node,
+        &root,
+        &[
+            "-o",
+            "json",
+            "join",
+            "phase",
+            "discovery",
+            "--discovery-file",
+            discovery_file.to_str().expect("utf-8"),
+            "--tls-bootstrap-token",
+            TOKEN,
+        ],
+    );
+    assert_ok("bosun join phase discovery --discovery-file", &from_file);
+    assert!(
+        String::from_utf8_lossy(&from_file.stdout).contains("CA from"),
+        "{}",
+        String::from_utf8_lossy(&from_file.stdout)
+    );
+    let no_credentials = bosun_on(
+        &node,
+        &root,
+        &[
+            "join",
+            "phase",
+            "discovery",
+            "--discovery-file",
+            discovery_file.to_str().expect("utf-8"),
+        ],
+    );
+    // The default TLS bootstrap token is the discovery token; a file without credentials and no token is refused.
+    assert_refused(
+        "a discovery file without credentials",
+        &no_credentials,
+        &["carries no credentials"],
+        &root,
     );
 
     // A wrong hash, through the whole join: refused at discovery, before anything is written.
@@ -841,4 +942,150 @@ fn etcd_members(plane: &Plane<'_>) -> Vec<serde_json::Value> {
     assert_ok("etcdctl member list", &output);
     let value: serde_json::Value = serde_json::from_slice(&output.stdout).expect("etcdctl JSON");
     value["members"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_worker_joins_with_the_printed_command_and_its_real_kubelet_bootstraps() {
+    let Some(binaries) = Binaries::require(
+        "join::a_worker_joins_with_the_printed_command_and_its_real_kubelet_bootstraps",
+        crate::tier2::TIER2,
+    ) else {
+        return;
+    };
+    let network = Network::new();
+    let first = Sandbox::on_network("join-kcp-1", &network, &network::address(CONTROL_PLANE));
+    with_control_plane(&binaries, &first, |cluster| {
+        let plane = &cluster.plane;
+        let address = network::address(13);
+        let worker = Node::start(
+            "join-worker",
+            NodeNetwork::External {
+                address: address.clone(),
+            },
+        );
+        network.attach(worker.pid(), &address);
+        worker.write(
+            "/etc/containerd/config.toml",
+            worker.containerd_config().as_bytes(),
+        );
+        // This node's own kubelet settings, the kubeadm way: a patch over the cluster's KubeletConfiguration.
+        worker.write(
+            "/etc/bosun-join/patches/kubeletconfiguration+strategic.yaml",
+            format!("cgroupRoot: {}\n", worker.cgroup_root()).as_bytes(),
+        );
+        let local = [
+            "--patches",
+            "/etc/bosun-join/patches",
+            "--ignore-preflight-errors=SystemVerification",
+        ];
+        let started = Instant::now();
+        // The runtime first, as a real host has it before `kubeadm join`; then the printed command, as it is.
+        let mut runtime = vec!["join", "phase", "container-runtime"];
+        runtime.extend(strings(&cluster.commands.worker));
+        runtime.extend(local);
+        assert_ok(
+            "bosun join phase container-runtime",
+            &crate::tier2::bosun(&worker, &binaries, &runtime),
+        );
+        let mut join = vec!["-o", "json", "join"];
+        join.extend(strings(&cluster.commands.worker));
+        join.extend(local);
+        let joined = crate::tier2::bosun(&worker, &binaries, &join);
+        assert!(
+            joined.status.success(),
+            "bosun join failed:\n{}\n{}\n{}",
+            String::from_utf8_lossy(&joined.stderr),
+            String::from_utf8_lossy(&joined.stdout),
+            worker.log_tails(40)
+        );
+        eprintln!("join: the worker joined in {:?}", started.elapsed());
+        let events = String::from_utf8_lossy(&joined.stdout);
+        assert!(
+            events.contains("written by the kubelet's TLS bootstrap"),
+            "{events}"
+        );
+
+        // The kubelet's CSR, made with the bootstrap token, was approved and signed by the real controller manager.
+        let csrs = plane.get_json(&["csr"]);
+        let ours: Vec<&serde_json::Value> = csrs["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|csr| csr["spec"]["username"] == "system:bootstrap:abcdef")
+            .collect();
+        assert!(!ours.is_empty(), "no CSR of the bootstrap token: {csrs}");
+        let csr = ours[0];
+        assert_eq!(
+            csr["spec"]["signerName"],
+            "kubernetes.io/kube-apiserver-client-kubelet"
+        );
+        let conditions = csr["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            conditions
+                .iter()
+                .any(|condition| condition["type"] == "Approved" && condition["status"] == "True"),
+            "{csr}"
+        );
+        assert!(
+            csr["status"]["certificate"]
+                .as_str()
+                .is_some_and(|pem| !pem.is_empty()),
+            "{csr}"
+        );
+        // kubelet.conf points at the kubelet's own certificate, which the cluster CA signed for this node.
+        let kubelet_conf = std::fs::read_to_string(worker.path("/etc/kubernetes/kubelet.conf"))
+            .expect("kubelet.conf");
+        assert!(
+            kubelet_conf.contains(&format!("https://{}:6443", network::address(CONTROL_PLANE))),
+            "{kubelet_conf}"
+        );
+        // kubelet-client-current.pem is a symbolic link to an absolute node path: follow it inside the node.
+        let link = worker.path("/var/lib/kubelet/pki/kubelet-client-current.pem");
+        let current = match std::fs::read_link(&link) {
+            Ok(target) if target.is_absolute() => worker.path(target.to_str().expect("utf-8")),
+            Ok(target) => link.parent().expect("pki directory").join(target),
+            Err(_) => link,
+        };
+        let verify = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(plane.root.join("/etc/kubernetes/pki/ca.crt"))
+            .arg(&current)
+            .output()
+            .expect("openssl verify");
+        assert!(
+            verify.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let subject = Command::new("openssl")
+            .args(["x509", "-noout", "-subject", "-in"])
+            .arg(&current)
+            .output()
+            .expect("openssl x509");
+        assert!(
+            String::from_utf8_lossy(&subject.stdout).contains("system:node:join-worker"),
+            "{}",
+            String::from_utf8_lossy(&subject.stdout)
+        );
+        // The Node object is there.
+        let node = plane.get_json(&["node", "join-worker"]);
+        assert_eq!(node["metadata"]["name"], "join-worker");
+        // The same command again: this node has joined, so preflight refuses it.
+        let mut again = vec!["join"];
+        again.extend(strings(&cluster.commands.worker));
+        again.extend(local);
+        let second = crate::tier2::bosun(&worker, &binaries, &again);
+        let stderr = String::from_utf8_lossy(&second.stderr);
+        assert!(
+            !second.status.success(),
+            "a second join was not refused:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("this node has already joined a cluster"),
+            "{stderr}"
+        );
+    });
 }

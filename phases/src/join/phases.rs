@@ -707,14 +707,10 @@ fn etcd_join(ctx: &mut PhaseCtx<'_, JoinData>) -> Result<(), PhaseError> {
             PhaseError::failed(format!("{} does not exist", paths::ADMIN_CONF))
                 .with_hint("run `bosun join phase control-plane-prepare kubeconfig` first")
         })?;
-    let endpoints = if ctx.host.dry_run && !ctx.host.files.exists(Path::new(paths::ADMIN_CONF))? {
-        Vec::new()
-    } else {
-        let api = connector
-            .connect(&admin, paths::ADMIN_CONF)
-            .map_err(api_error)?;
-        etcd_endpoints(api.as_ref(), found)
-    };
+    let api = connector
+        .connect(&admin, paths::ADMIN_CONF)
+        .map_err(api_error)?;
+    let endpoints = etcd_endpoints(api.as_ref(), found);
     let tls = EtcdTls {
         ca: read_pki(ctx, init, "etcd/ca.crt")?,
         cert: read_pki(ctx, init, "apiserver-etcd-client.crt")?,
