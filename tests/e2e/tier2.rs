@@ -115,10 +115,10 @@ pub const TIER2: &[&str] = &[
 ];
 
 /// How long each step of a cold node may take on two busy cores.
-const STEP_TIMEOUT: Duration = Duration::from_secs(300);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The bootstrap token of the test's configuration: a fixed one, so that a second `bosun init` has nothing to do.
-const TOKEN: &str = "tier2a.0123456789abcdef";
+pub const TOKEN: &str = "tier2a.0123456789abcdef";
 
 /// The kubeadm configuration a user of a host like this one writes: the node's address and name, containerd's
 /// socket, a fixed token, and a KubeletConfiguration with what a kubelet needs on a cgroup v1 host without
@@ -219,7 +219,7 @@ pub fn bosun(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Output {
 }
 
 #[track_caller]
-fn assert_ok(what: &str, output: &Output) {
+pub fn assert_ok(what: &str, output: &Output) {
     assert!(
         output.status.success(),
         "{what} failed ({}):\nstdout:\n{}\nstderr:\n{}",
@@ -245,7 +245,7 @@ pub fn kubectl_json(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Res
 }
 
 /// The phase of every pod in kube-system whose name starts with `prefix`, or what was seen instead.
-fn running_pods(
+pub fn running_pods(
     node: &Node,
     binaries: &Binaries,
     prefix: &str,
@@ -283,7 +283,7 @@ fn running_pods(
     }
 }
 
-fn node_condition(node_object: &Value, kind: &str) -> String {
+pub fn node_condition(node_object: &Value, kind: &str) -> String {
     node_object["status"]["conditions"]
         .as_array()
         .into_iter()
@@ -294,27 +294,18 @@ fn node_condition(node_object: &Value, kind: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn bosun_init_builds_a_ready_node() {
-    let Some(binaries) = Binaries::require("tier2::bosun_init_builds_a_ready_node", TIER2) else {
-        return;
-    };
-    let version = crate::tier1::built_version(&binaries);
-    let started = Instant::now();
-    let node = Node::start("tier2-init", NodeNetwork::Alone);
-    let config_path = "/etc/bosun-tier2/kubeadm.yaml";
-    node.write(config_path, node_config(&version, &node).as_bytes());
-    let init = ["init", "--config", config_path];
+/// What a host needs before `bosun init` or `bosun join` here: the administrator's containerd configuration
+/// (Debian's, see [`Node::containerd_config`]), bosun's container-runtime phase (it configures containerd and
+/// starts it through the process backend), and the images — a real host pulls them (`kubeadm config images
+/// pull`); this one, without a registry, imports them.
+pub fn prepare_runtime(node: &Node, binaries: &Binaries, config_path: &str) {
     node.write(
         "/etc/containerd/config.toml",
         node.containerd_config().as_bytes(),
     );
-
-    // A real host gets its images before init (`kubeadm config images pull`; here, an air-gapped import): bosun
-    // configures and starts containerd first, the images go in, then the whole init runs.
     let runtime = bosun(
-        &node,
-        &binaries,
+        node,
+        binaries,
         &[
             "init",
             "phase",
@@ -330,6 +321,20 @@ fn bosun_init_builds_a_ready_node() {
     });
     let images = binaries.path("kubeadm");
     import_images(images.parent().expect("bin directory"), &socket);
+}
+
+#[test]
+fn bosun_init_builds_a_ready_node() {
+    let Some(binaries) = Binaries::require("tier2::bosun_init_builds_a_ready_node", TIER2) else {
+        return;
+    };
+    let version = crate::tier1::built_version(&binaries);
+    let started = Instant::now();
+    let node = Node::start("tier2-init", NodeNetwork::Alone);
+    let config_path = "/etc/bosun-tier2/kubeadm.yaml";
+    node.write(config_path, node_config(&version, &node).as_bytes());
+    let init = ["init", "--config", config_path];
+    prepare_runtime(&node, &binaries, config_path);
     let runtime_ready = started.elapsed();
 
     let first = bosun(

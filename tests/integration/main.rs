@@ -30,7 +30,9 @@
 //! - `harness` (tests/e2e/harness/): the real-Kubernetes harness — built binaries, sandbox nodes, static pods run as
 //!   processes (docs/testing.md).
 //! - `tier1` (tests/e2e/tier1.rs): a real control plane from a node root's manifests, certificates and kubeconfigs.
-//! - `tier2` (tests/e2e/tier2.rs): a node's own containerd runs the locally built images.
+//! - `tier2` (tests/e2e/tier2.rs): a node's own containerd runs the locally built images; `bosun init` for real on a
+//!   node in namespaces (containerd, kubelet, static pods, CNI, kube-proxy, CoreDNS), and again with no change.
+//! - `tier3` (tests/e2e/tier3.rs): a second node joins the first with `bosun join` over a bridge.
 //! - `differential` (tests/e2e/differential.rs): real kubeadm and bosun write equivalent files from one config.
 
 #![expect(
@@ -61,4 +63,6 @@ mod support;
 mod tier1;
 #[path = "../e2e/tier2.rs"]
 mod tier2;
+#[path = "../e2e/tier3.rs"]
+mod tier3;
 mod token;
