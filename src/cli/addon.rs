@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bosun_phases::addon::{self, Addon, AddonData, AddonError};
-use bosun_phases::cluster::rollout::DaemonSetRollout;
+use bosun_phases::cluster::rollout::WorkloadRollout;
 use bosun_phases::engine::RunOptions;
 use bosun_phases::host::cluster::{ClusterApi, ClusterConnector, ClusterError};
 use clap::{Args, Subcommand, ValueEnum};
@@ -16,16 +16,17 @@ use crate::host::kube::KubeConnector;
 use crate::output::{print_data, print_document, OutputFormat};
 use crate::settings::Settings;
 
-/// Follow, inspect and roll back the addons bosun owns (kube-proxy)
+/// Follow, inspect and roll back the addons bosun owns (kube-proxy, coredns)
 ///
-/// kube-proxy is a DaemonSet: each template it has run is a numbered revision (a ControllerRevision), and a
-/// rollback restores one as `kubectl rollout undo daemonset` does, then follows the rollout node by node.
+/// kube-proxy is a DaemonSet (its revisions are ControllerRevisions), CoreDNS a Deployment (its revisions are
+/// ReplicaSets). A rollback restores a revision as `kubectl rollout undo` does, then follows the rollout.
 ///
 /// Examples:
 ///   bosun addon status kube-proxy
 ///   bosun addon history kube-proxy -o json
 ///   bosun addon rollback kube-proxy
 ///   bosun addon rollback kube-proxy --to-revision 1 --timeout 10m
+///   bosun addon rollback coredns
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct AddonArgs {
@@ -43,7 +44,7 @@ pub struct AddonArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AddonCommand {
-    /// Show the addon's rollout: counts, and each node's pod, revision and readiness.
+    /// Show the addon's rollout: counts, and each node's (or replica's) pod, revision and readiness.
     Status(TargetArgs),
     /// List the addon's revisions (REVISION, CHANGE-CAUSE, IMAGES, CURRENT), like `kubectl rollout history`.
     History(TargetArgs),
@@ -56,12 +57,16 @@ pub enum AddonCommand {
 pub enum AddonName {
     /// The kube-proxy DaemonSet in kube-system.
     KubeProxy,
+    /// The CoreDNS Deployment in kube-system.
+    #[value(name = "coredns")]
+    CoreDns,
 }
 
 impl AddonName {
     fn addon(self) -> Addon {
         match self {
             AddonName::KubeProxy => Addon::KubeProxy,
+            AddonName::CoreDns => Addon::CoreDns,
         }
     }
 }
@@ -128,7 +133,7 @@ fn connect(settings: &Settings, arguments: &AddonArgs) -> Result<Box<dyn Cluster
         .map_err(|error| cluster_error(&shown, error))
 }
 
-fn status_table(state: &DaemonSetRollout) -> String {
+fn status_table(state: &WorkloadRollout) -> String {
     let revision = state
         .revision
         .map(|revision| format!("revision {revision}"))

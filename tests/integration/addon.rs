@@ -3,6 +3,8 @@
 //! the ControllerRevisions, even without nodes. The results are compared with the real kubectl's
 //! `rollout history`.
 //!
+//! CoreDNS, a Deployment, rolls back through its ReplicaSets as `kubectl rollout undo deployment` does.
+//!
 //! Tier 1 has no kubelet: with no nodes a rollout is complete at once; a Node object registered with kubectl gets a
 //! kube-proxy pod that stays Pending, so following that rollout must time out and name the node and the pod.
 
@@ -101,8 +103,12 @@ fn kubectl_revision_template(plane: &Plane<'_>, revision: i64) -> Value {
 }
 
 fn history(plane: &Plane<'_>) -> Value {
-    let output = plane.bosun(&["-o", "json", "addon", "history", "kube-proxy"]);
-    assert_ok("bosun addon history kube-proxy -o json", &output);
+    history_of(plane, "kube-proxy")
+}
+
+fn history_of(plane: &Plane<'_>, addon: &str) -> Value {
+    let output = plane.bosun(&["-o", "json", "addon", "history", addon]);
+    assert_ok(&format!("bosun addon history {addon} -o json"), &output);
     serde_json::from_slice(&output.stdout).expect("history JSON")
 }
 
@@ -275,6 +281,155 @@ fn kube_proxy_rolls_out_and_rolls_back_through_its_controller_revisions_on_a_rea
             let table = String::from_utf8_lossy(&table.stdout).into_owned();
             eprintln!("addon: status:\n{table}");
             assert!(table.contains("NODE") && table.contains("ghost-1"), "{table}");
+        },
+    );
+}
+
+/// A copy of the plane's configuration with `dns.imageTag` set, so the CoreDNS image changes.
+fn config_with_dns_tag(plane: &Plane<'_>, file: &str, tag: &str) -> String {
+    let text = std::fs::read_to_string(&plane.config)
+        .expect("read bosun.yaml")
+        .replacen(
+            "kind: ClusterConfiguration\n",
+            &format!("kind: ClusterConfiguration\ndns:\n  imageTag: {tag}\n"),
+            1,
+        );
+    let path = plane.root.path().join(file);
+    std::fs::write(&path, text).expect("write the changed configuration");
+    path.to_str().expect("utf-8").to_owned()
+}
+
+/// A pod template without the `pod-template-hash` label the Deployment controller adds to ReplicaSets.
+fn without_hash(template: &Value) -> Value {
+    let mut template = template.clone();
+    if let Some(Value::Object(labels)) = template.pointer_mut("/metadata/labels") {
+        labels.remove("pod-template-hash");
+    }
+    template
+}
+
+#[test]
+fn coredns_rolls_back_through_its_replica_sets_on_a_real_control_plane() {
+    with_control_plane(
+        "addon::coredns_rolls_back_through_its_replica_sets_on_a_real_control_plane",
+        "tier1-coredns",
+        |plane| {
+            let deployment =
+                || plane.get_json(&["deployment", "coredns", "--namespace=kube-system"]);
+            // Revision 1 from the defaults, revision 2 from another image tag. init does not wait for CoreDNS (its
+            // pods need a pod network, as with kubeadm), so neither run follows a rollout.
+            plane.init_phase(&["addon", "coredns"], &[]);
+            let first_image = image(&deployment());
+            let tagged = config_with_dns_tag(plane, "bosun-dns.yaml", "v1.11.3");
+            let changed = plane.bosun(&[
+                "-o", "json", "init", "phase", "addon", "coredns", "--config", &tagged,
+            ]);
+            assert_ok("bosun init phase addon coredns (new tag)", &changed);
+            assert!(
+                !messages(&changed)
+                    .iter()
+                    .any(|text| text.contains("rolled out")),
+                "{:?}",
+                messages(&changed)
+            );
+            assert_eq!(
+                image(&deployment()),
+                "registry.k8s.io/coredns/coredns:v1.11.3"
+            );
+            crate::harness::wait_until(
+                "coredns revision 2",
+                std::time::Duration::from_secs(60),
+                || {
+                    let recorded = plane.bosun(&["-o", "json", "addon", "history", "coredns"]);
+                    let recorded: Value = serde_json::from_slice(&recorded.stdout)
+                        .map_err(|error| error.to_string())?;
+                    if revision_numbers(&recorded) == [1, 2]
+                        && current_revision(&recorded) == Some(2)
+                    {
+                        Ok(())
+                    } else {
+                        Err(recorded.to_string())
+                    }
+                },
+            );
+            let kubectl_history = plane.kubectl(&[
+                "rollout",
+                "history",
+                "deployment",
+                "coredns",
+                "--namespace=kube-system",
+                "--revision=1",
+                "-o",
+                "json",
+            ]);
+            assert_ok(
+                "kubectl rollout history deployment --revision 1",
+                &kubectl_history,
+            );
+            let revision_one: Value =
+                serde_json::from_slice(&kubectl_history.stdout).expect("kubectl JSON");
+            let revision_one = without_hash(&revision_one["spec"]["template"]);
+
+            let refused = plane.bosun(&["addon", "rollback", "coredns", "--to-revision", "9"]);
+            assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+            assert!(
+                stderr(&refused).contains(
+                    "Deployment kube-system/coredns has no revision 9 (its revisions: 1, 2)"
+                ),
+                "{}",
+                stderr(&refused)
+            );
+
+            // Without nodes CoreDNS never becomes available: restore without following.
+            let rolled = plane.bosun(&["addon", "rollback", "coredns", "--timeout", "0s"]);
+            assert_ok("bosun addon rollback coredns --timeout 0s", &rolled);
+            assert!(
+                stderr(&rolled).contains(&format!(
+                    "restored revision 1 (was revision 2): {first_image}"
+                )),
+                "{}",
+                stderr(&rolled)
+            );
+            let restored = deployment();
+            assert_eq!(image(&restored), first_image);
+            assert_eq!(restored["spec"]["template"], revision_one);
+            crate::harness::wait_until(
+                "coredns revision 3",
+                std::time::Duration::from_secs(60),
+                || {
+                    let recorded = history_of(plane, "coredns");
+                    if revision_numbers(&recorded) == [2, 3]
+                        && current_revision(&recorded) == Some(3)
+                    {
+                        Ok(())
+                    } else {
+                        Err(recorded.to_string())
+                    }
+                },
+            );
+
+            // The status lists the replicas and why they do not run; a followed rollback names them on timeout.
+            let status = plane.bosun(&["-o", "json", "addon", "status", "coredns"]);
+            assert_ok("bosun addon status coredns -o json", &status);
+            let status: Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+            assert_eq!(status["kind"], "Deployment");
+            assert_eq!(status["desired"], 2);
+            assert_eq!(status["complete"], false);
+            let followed = plane.bosun(&["addon", "rollback", "coredns", "--timeout", "5s"]);
+            assert_eq!(followed.status.code(), Some(5), "{}", stderr(&followed));
+            let text = stderr(&followed);
+            eprintln!("addon: the coredns follow timed out as it should:\n{text}");
+            assert!(
+                text.contains(
+                    "Deployment kube-system/coredns did not finish rolling out within 5s"
+                ) && text.contains("pod coredns-")
+                    && text.contains("Pending"),
+                "{text}"
+            );
+            assert_eq!(
+                image(&deployment()),
+                "registry.k8s.io/coredns/coredns:v1.11.3"
+            );
         },
     );
 }

@@ -9,20 +9,29 @@
 //! strategic-merge patch. The rollout that follows is the controller's; [`rollback_workflow`] follows it with
 //! [`crate::cluster::rollout::follow`].
 //!
+//! CoreDNS is a Deployment, whose history is its ReplicaSets (numbered by `deployment.kubernetes.io/revision`).
+//! Its rollback is `kubectl rollout undo deployment`'s: the chosen ReplicaSet's template without the
+//! `pod-template-hash` label, and its annotations, replace the Deployment's (kubectl sends a JSON patch; bosun the
+//! equivalent strategic-merge patch with `$patch: replace`).
+//!
 //! Guarantees: [`plan_rollback`] only reads; nothing changes unless it returns a [`RollbackPlan::Restore`], and then
-//! only the DaemonSet's `spec.template`. Assumptions: the DaemonSet controller runs (the planner waits until it has
+//! only the workload's `spec.template` (and, for a Deployment, its annotations, as kubectl does). Assumptions: the DaemonSet controller runs (the planner waits until it has
 //! recorded the current template, so that "previous" means previous to what runs now). Caveats: the next
 //! `bosun init phase addon kube-proxy` applies the configuration's template again, as it should; a rollback is a
 //! repair until the configuration is fixed.
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::cluster::rollout::{
-    self, revision_hash, revision_matches, revision_template, revisions_of, DaemonSetRollout,
-    LiveDaemonSet, RolloutError,
+    self, normalized_template, replica_set_revision, replica_set_template, replica_sets_of,
+    revision_hash, revision_template, revisions_of, LiveDaemonSet, LiveDeployment, RolloutError,
+    Workload, WorkloadRollout, POD_TEMPLATE_HASH_LABEL,
 };
 use crate::engine::{Phase, PhaseCtx, PhaseError, Workflow};
 use crate::host::cluster::{ClusterApi, ClusterError, ObjectRef};
@@ -39,13 +48,16 @@ const OBSERVE_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum Addon {
     /// The DaemonSet `kube-system/kube-proxy`.
     KubeProxy,
+    /// The Deployment `kube-system/coredns`.
+    CoreDns,
 }
 
 impl Addon {
-    /// The name users type (`kube-proxy`).
+    /// The name users type (`kube-proxy`, `coredns`).
     pub fn name(self) -> &'static str {
         match self {
             Addon::KubeProxy => "kube-proxy",
+            Addon::CoreDns => "coredns",
         }
     }
 
@@ -53,16 +65,36 @@ impl Addon {
         "kube-system"
     }
 
-    /// The name of the addon's DaemonSet.
-    pub fn daemon_set(self) -> &'static str {
+    /// What kind of workload runs it.
+    pub fn workload(self) -> Workload {
+        match self {
+            Addon::KubeProxy => Workload::DaemonSet,
+            Addon::CoreDns => Workload::Deployment,
+        }
+    }
+
+    /// The name of the addon's workload.
+    pub fn workload_name(self) -> &'static str {
         match self {
             Addon::KubeProxy => "kube-proxy",
+            Addon::CoreDns => "coredns",
+        }
+    }
+
+    fn reference(self) -> ObjectRef {
+        match self.workload() {
+            Workload::DaemonSet => {
+                ObjectRef::of::<DaemonSet>(Some(self.namespace()), self.workload_name())
+            }
+            Workload::Deployment => {
+                ObjectRef::of::<Deployment>(Some(self.namespace()), self.workload_name())
+            }
         }
     }
 
     /// `DaemonSet kube-system/kube-proxy`.
     pub fn object(self) -> String {
-        ObjectRef::of::<DaemonSet>(Some(self.namespace()), self.daemon_set()).to_string()
+        self.reference().to_string()
     }
 }
 
@@ -71,7 +103,7 @@ impl Addon {
 pub enum AddonError {
     #[error("{object} does not exist")]
     Missing { object: String },
-    #[error("{object} has no ControllerRevisions: the DaemonSet controller has not recorded any template")]
+    #[error("{object} has no recorded revisions: its controller has not recorded any template")]
     NoHistory { object: String },
     #[error(
         "{object} has only revision {revision}: there is no previous revision to roll back to"
@@ -85,7 +117,7 @@ pub enum AddonError {
     },
     #[error("revision {revision} of {object} holds no pod template")]
     Unreadable { object: String, revision: i64 },
-    #[error("the DaemonSet controller has not recorded the current template of {object} within {}", rollout::humanize(*.timeout))]
+    #[error("the controller has not recorded the current template of {object} within {}", rollout::humanize(*.timeout))]
     NotObserved { object: String, timeout: Duration },
     #[error(transparent)]
     Cluster(#[from] ClusterError),
@@ -112,7 +144,7 @@ impl AddonError {
                 addon.name()
             )),
             AddonError::NoHistory { .. } | AddonError::NotObserved { .. } => Some(
-                "the DaemonSet controller runs in kube-controller-manager; check that it is running \
+                "the DaemonSet and Deployment controllers run in kube-controller-manager; check that it is running \
                  (`kubectl --namespace kube-system get pods`)"
                     .to_owned(),
             ),
@@ -147,22 +179,23 @@ impl From<RolloutError> for AddonError {
 #[serde(rename_all = "camelCase")]
 pub struct RevisionRow {
     pub revision: i64,
-    /// The ControllerRevision's name (`kube-proxy-6c5d8b7f9`).
+    /// The ControllerRevision's or ReplicaSet's name (`kube-proxy-6c5d8b7f9`).
     pub name: String,
-    /// The `controller-revision-hash` its pods carry.
+    /// The `controller-revision-hash` (DaemonSet) or `pod-template-hash` (Deployment) its pods carry.
     pub hash: String,
     /// The `kubernetes.io/change-cause` annotation, if any.
     pub change_cause: Option<String>,
     /// The container images of its template.
     pub images: Vec<String>,
-    /// Whether the DaemonSet's template is this revision's.
+    /// Whether the workload's template is this revision's.
     pub current: bool,
 }
 
-/// A DaemonSet's history, oldest revision first.
+/// A workload's history, oldest revision first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct History {
+    pub kind: String,
     pub namespace: String,
     pub name: String,
     pub revisions: Vec<RevisionRow>,
@@ -194,7 +227,7 @@ impl History {
                 *width = (*width).max(cell.len());
             }
         }
-        let mut text = format!("daemonset.apps/{}\n", self.name);
+        let mut text = format!("{}.apps/{}\n", self.kind.to_lowercase(), self.name);
         for row in &rows {
             let line = row
                 .iter()
@@ -209,58 +242,192 @@ impl History {
     }
 }
 
-fn images(revision: &ControllerRevision) -> Vec<String> {
-    revision_template(revision)
-        .and_then(|template| template.pointer("/spec/containers").cloned())
-        .and_then(|containers| containers.as_array().cloned())
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|container| container["image"].as_str().map(str::to_owned))
-        .collect()
+/// One recorded template of a workload: a ControllerRevision of a DaemonSet or a ReplicaSet of a Deployment.
+#[derive(Debug, Clone)]
+struct Recorded {
+    number: i64,
+    name: String,
+    hash: String,
+    change_cause: Option<String>,
+    /// The pod template it records.
+    template: Value,
+    /// What restores it: the strategic-merge patch of the workload.
+    patch: Value,
 }
 
-fn live(api: &dyn ClusterApi, addon: Addon) -> Result<LiveDaemonSet, AddonError> {
-    LiveDaemonSet::get(api, addon.namespace(), addon.daemon_set())?.ok_or_else(|| {
-        AddonError::Missing {
-            object: addon.object(),
+impl Recorded {
+    fn matches(&self, template: &Value) -> bool {
+        normalized_template(&self.template) == normalized_template(template)
+    }
+
+    fn images(&self) -> Vec<String> {
+        self.template
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .map(|containers| {
+                containers
+                    .iter()
+                    .filter_map(|container| container["image"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// A workload as it is now: its template, whether its controller has observed it, and its recorded revisions.
+struct Snapshot {
+    template: Value,
+    observed: bool,
+    recorded: Vec<Recorded>,
+}
+
+impl Snapshot {
+    fn current(&self) -> Option<i64> {
+        self.recorded
+            .iter()
+            .filter(|recorded| recorded.matches(&self.template))
+            .map(|recorded| recorded.number)
+            .max()
+    }
+}
+
+/// The annotations `kubectl rollout undo deployment` keeps from the Deployment rather than the ReplicaSet.
+const DEPLOYMENT_ANNOTATIONS_TO_SKIP: [&str; 6] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    rollout::DEPLOYMENT_REVISION_ANNOTATION,
+    "deployment.kubernetes.io/revision-history",
+    "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+];
+
+fn with_replace(value: Value) -> Value {
+    let mut value = value;
+    if let Value::Object(map) = &mut value {
+        map.insert("$patch".to_owned(), Value::from("replace"));
+    }
+    value
+}
+
+fn observed<T>(generation: Option<i64>, observed_generation: Option<T>) -> bool
+where
+    T: Into<i64>,
+{
+    generation.unwrap_or(0) <= observed_generation.map(Into::into).unwrap_or(0)
+}
+
+fn change_cause(annotations: Option<&BTreeMap<String, String>>) -> Option<String> {
+    annotations.and_then(|annotations| annotations.get(CHANGE_CAUSE_ANNOTATION).cloned())
+}
+
+fn snapshot(api: &dyn ClusterApi, addon: Addon) -> Result<Snapshot, AddonError> {
+    let missing = || AddonError::Missing {
+        object: addon.object(),
+    };
+    match addon.workload() {
+        Workload::DaemonSet => {
+            let live = LiveDaemonSet::get(api, addon.namespace(), addon.workload_name())?
+                .ok_or_else(missing)?;
+            let recorded = revisions_of(api, &live.typed)?
+                .iter()
+                .filter_map(|revision| {
+                    Some(Recorded {
+                        number: revision.revision,
+                        name: revision.metadata.name.clone().unwrap_or_default(),
+                        hash: revision_hash(revision, addon.workload_name()).unwrap_or_default(),
+                        change_cause: change_cause(revision.metadata.annotations.as_ref()),
+                        template: revision_template(revision)?,
+                        // kubectl sends the revision's data back unchanged.
+                        patch: revision.data.as_ref()?.0.clone(),
+                    })
+                })
+                .collect();
+            Ok(Snapshot {
+                observed: observed(
+                    live.typed.metadata.generation,
+                    live.typed
+                        .status
+                        .as_ref()
+                        .and_then(|status| status.observed_generation),
+                ),
+                template: live.template,
+                recorded,
+            })
         }
-    })
+        Workload::Deployment => {
+            let live = LiveDeployment::get(api, addon.namespace(), addon.workload_name())?
+                .ok_or_else(missing)?;
+            let kept: BTreeMap<String, String> = live
+                .typed
+                .metadata
+                .annotations
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(key, _)| DEPLOYMENT_ANNOTATIONS_TO_SKIP.contains(&key.as_str()))
+                .collect();
+            let recorded = replica_sets_of(api, &live.typed)?
+                .iter()
+                .map(|replica_set| {
+                    let mut template = replica_set_template(replica_set);
+                    let hash = template
+                        .pointer(&format!("/metadata/labels/{POD_TEMPLATE_HASH_LABEL}"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned();
+                    if let Some(Value::Object(labels)) = template.pointer_mut("/metadata/labels") {
+                        labels.remove(POD_TEMPLATE_HASH_LABEL);
+                    }
+                    let mut annotations = kept.clone();
+                    for (key, value) in replica_set.metadata.annotations.clone().unwrap_or_default()
+                    {
+                        if !DEPLOYMENT_ANNOTATIONS_TO_SKIP.contains(&key.as_str()) {
+                            annotations.insert(key, value);
+                        }
+                    }
+                    let patch = serde_json::json!({
+                        "metadata": {"annotations": with_replace(serde_json::json!(annotations))},
+                        "spec": {"template": with_replace(template.clone())},
+                    });
+                    Recorded {
+                        number: replica_set_revision(replica_set),
+                        name: replica_set.metadata.name.clone().unwrap_or_default(),
+                        hash,
+                        change_cause: change_cause(replica_set.metadata.annotations.as_ref()),
+                        template,
+                        patch,
+                    }
+                })
+                .collect();
+            Ok(Snapshot {
+                observed: observed(
+                    live.typed.metadata.generation,
+                    live.typed
+                        .status
+                        .as_ref()
+                        .and_then(|status| status.observed_generation),
+                ),
+                template: live.template,
+                recorded,
+            })
+        }
+    }
 }
 
-/// The addon's DaemonSet and its revisions as they are now.
-fn snapshot(
-    api: &dyn ClusterApi,
-    addon: Addon,
-) -> Result<(LiveDaemonSet, Vec<ControllerRevision>), AddonError> {
-    let daemon_set = live(api, addon)?;
-    let revisions = revisions_of(api, &daemon_set.typed)?;
-    Ok((daemon_set, revisions))
-}
-
-/// Like [`snapshot`], once the controller has observed the DaemonSet's generation and recorded its template.
+/// Like [`snapshot`], once the controller has observed the workload's generation and recorded its template.
 fn settled_snapshot(
     api: &dyn ClusterApi,
     addon: Addon,
     timeout: Duration,
-) -> Result<(LiveDaemonSet, Vec<ControllerRevision>), AddonError> {
+) -> Result<Snapshot, AddonError> {
     let deadline = Instant::now() + timeout;
     loop {
-        let (daemon_set, revisions) = snapshot(api, addon)?;
-        let generation = daemon_set.typed.metadata.generation.unwrap_or(0);
-        let observed = daemon_set
-            .typed
-            .status
-            .as_ref()
-            .and_then(|status| status.observed_generation)
-            .unwrap_or(0);
-        let recorded = revisions
-            .iter()
-            .any(|revision| revision_matches(revision, &daemon_set.template));
-        if observed >= generation && recorded {
-            return Ok((daemon_set, revisions));
+        let snapshot = snapshot(api, addon)?;
+        if snapshot.observed && snapshot.current().is_some() {
+            return Ok(snapshot);
         }
         if Instant::now() >= deadline {
-            return Err(if revisions.is_empty() {
+            return Err(if snapshot.recorded.is_empty() {
                 AddonError::NoHistory {
                     object: addon.object(),
                 }
@@ -275,87 +442,76 @@ fn settled_snapshot(
     }
 }
 
-fn rows(daemon_set: &LiveDaemonSet, revisions: &[ControllerRevision]) -> Vec<RevisionRow> {
-    let name = daemon_set.typed.metadata.name.clone().unwrap_or_default();
-    let current = revisions
-        .iter()
-        .filter(|revision| revision_matches(revision, &daemon_set.template))
-        .map(|revision| revision.revision)
-        .max();
-    revisions
-        .iter()
-        .map(|revision| RevisionRow {
-            revision: revision.revision,
-            name: revision.metadata.name.clone().unwrap_or_default(),
-            hash: revision_hash(revision, &name).unwrap_or_default(),
-            change_cause: revision
-                .metadata
-                .annotations
-                .as_ref()
-                .and_then(|annotations| annotations.get(CHANGE_CAUSE_ANNOTATION).cloned()),
-            images: images(revision),
-            current: Some(revision.revision) == current,
-        })
-        .collect()
-}
-
 /// The addon's rollout history (read-only).
 pub fn history(api: &dyn ClusterApi, addon: Addon) -> Result<History, AddonError> {
-    let (daemon_set, revisions) = snapshot(api, addon)?;
+    let snapshot = snapshot(api, addon)?;
+    let current = snapshot.current();
+    let mut revisions: Vec<RevisionRow> = snapshot
+        .recorded
+        .iter()
+        .map(|recorded| RevisionRow {
+            revision: recorded.number,
+            name: recorded.name.clone(),
+            hash: recorded.hash.clone(),
+            change_cause: recorded.change_cause.clone(),
+            images: recorded.images(),
+            current: Some(recorded.number) == current,
+        })
+        .collect();
+    revisions.sort_by_key(|row| row.revision);
     Ok(History {
+        kind: addon.workload().kind().to_owned(),
         namespace: addon.namespace().to_owned(),
-        name: addon.daemon_set().to_owned(),
-        revisions: rows(&daemon_set, &revisions),
+        name: addon.workload_name().to_owned(),
+        revisions,
     })
 }
 
 /// The addon's rollout state (read-only).
-pub fn status(api: &dyn ClusterApi, addon: Addon) -> Result<DaemonSetRollout, AddonError> {
+pub fn status(api: &dyn ClusterApi, addon: Addon) -> Result<WorkloadRollout, AddonError> {
     Ok(rollout::observe(
         api,
+        addon.workload(),
         addon.namespace(),
-        addon.daemon_set(),
+        addon.workload_name(),
     )?)
 }
 
 /// What a rollback will do; only [`plan_rollback`] makes one, and only [`restore`] consumes a `Restore`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RollbackPlan {
-    /// The DaemonSet already runs this revision's template: nothing to do.
+    /// The workload already runs this revision's template: nothing to do.
     AlreadyCurrent { revision: i64 },
-    /// Send this revision's recorded patch back to the DaemonSet.
+    /// Send this revision's patch to the workload.
     Restore {
         revision: i64,
-        /// The revision the DaemonSet runs now.
+        /// The revision the workload runs now.
         from: Option<i64>,
-        patch: serde_json::Value,
+        patch: Value,
         images: Vec<String>,
     },
 }
 
-/// Picks the revision to roll back to, as `kubectl rollout undo daemonset [--to-revision N]` does (read-only).
+/// Picks the revision to roll back to, as `kubectl rollout undo [--to-revision N]` does (read-only).
 pub fn plan_rollback(
     api: &dyn ClusterApi,
     addon: Addon,
     to_revision: Option<i64>,
 ) -> Result<RollbackPlan, AddonError> {
-    let (daemon_set, revisions) = settled_snapshot(api, addon, OBSERVE_TIMEOUT)?;
-    let current = revisions
-        .iter()
-        .filter(|revision| revision_matches(revision, &daemon_set.template))
-        .map(|revision| revision.revision)
-        .max();
+    let snapshot = settled_snapshot(api, addon, OBSERVE_TIMEOUT)?;
+    let mut recorded = snapshot.recorded.clone();
+    recorded.sort_by_key(|recorded| recorded.number);
     let chosen = match to_revision {
-        Some(wanted) => revisions
+        Some(wanted) => recorded
             .iter()
-            .find(|revision| revision.revision == wanted)
+            .find(|recorded| recorded.number == wanted)
             .ok_or_else(|| AddonError::RevisionNotFound {
                 object: addon.object(),
                 revision: wanted,
-                available: revisions.iter().map(|revision| revision.revision).collect(),
+                available: recorded.iter().map(|recorded| recorded.number).collect(),
             })?,
         // The second newest, as kubectl picks it.
-        None => match revisions.len() {
+        None => match recorded.len() {
             0 => {
                 return Err(AddonError::NoHistory {
                     object: addon.object(),
@@ -364,35 +520,32 @@ pub fn plan_rollback(
             1 => {
                 return Err(AddonError::NoPrevious {
                     object: addon.object(),
-                    revision: revisions[0].revision,
+                    revision: recorded[0].number,
                 })
             }
-            count => &revisions[count - 2],
+            count => &recorded[count - 2],
         },
     };
-    if revision_matches(chosen, &daemon_set.template) {
+    if chosen.matches(&snapshot.template) {
         return Ok(RollbackPlan::AlreadyCurrent {
-            revision: chosen.revision,
+            revision: chosen.number,
         });
     }
-    let patch = chosen
-        .data
-        .as_ref()
-        .map(|data| data.0.clone())
-        .filter(|data| data.pointer("/spec/template").is_some())
-        .ok_or_else(|| AddonError::Unreadable {
+    if chosen.patch.pointer("/spec/template").is_none() {
+        return Err(AddonError::Unreadable {
             object: addon.object(),
-            revision: chosen.revision,
-        })?;
+            revision: chosen.number,
+        });
+    }
     Ok(RollbackPlan::Restore {
-        revision: chosen.revision,
-        from: current,
-        patch,
-        images: images(chosen),
+        revision: chosen.number,
+        from: snapshot.current(),
+        patch: chosen.patch.clone(),
+        images: chosen.images(),
     })
 }
 
-/// Sends a planned revision back to the DaemonSet (a strategic-merge patch of `spec.template`).
+/// Sends a planned revision back to the workload (a strategic-merge patch of `spec.template`).
 pub fn restore(
     api: &dyn ClusterApi,
     addon: Addon,
@@ -401,10 +554,7 @@ pub fn restore(
     match plan {
         RollbackPlan::AlreadyCurrent { .. } => Ok(Outcome::Unchanged),
         RollbackPlan::Restore { patch, .. } => {
-            api.strategic_patch(
-                &ObjectRef::of::<DaemonSet>(Some(addon.namespace()), addon.daemon_set()),
-                patch,
-            )?;
+            api.strategic_patch(&addon.reference(), patch)?;
             Ok(Outcome::Updated)
         }
     }
@@ -460,8 +610,9 @@ fn run_rollback(ctx: &mut PhaseCtx<'_, AddonData>) -> Result<(), PhaseError> {
     }
     rollout::follow(
         data.api.as_ref(),
+        addon.workload(),
         addon.namespace(),
-        addon.daemon_set(),
+        addon.workload_name(),
         data.timeout,
         ctx,
     )
@@ -478,4 +629,62 @@ pub fn rollback_workflow() -> Workflow<AddonData> {
         )
         .run(run_rollback),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_reads_like_kubectl_rollout_history() {
+        let history = History {
+            kind: "DaemonSet".to_owned(),
+            namespace: "kube-system".to_owned(),
+            name: "kube-proxy".to_owned(),
+            revisions: vec![
+                RevisionRow {
+                    revision: 1,
+                    name: "kube-proxy-aaa".to_owned(),
+                    hash: "aaa".to_owned(),
+                    change_cause: None,
+                    images: vec!["registry.k8s.io/kube-proxy:v1.35.4".to_owned()],
+                    current: false,
+                },
+                RevisionRow {
+                    revision: 2,
+                    name: "kube-proxy-bbb".to_owned(),
+                    hash: "bbb".to_owned(),
+                    change_cause: Some("image bump".to_owned()),
+                    images: vec!["mirror.example/k8s/kube-proxy:v1.35.4".to_owned()],
+                    current: true,
+                },
+            ],
+        };
+        assert_eq!(
+            history.table(),
+            "daemonset.apps/kube-proxy\n\
+             REVISION  CHANGE-CAUSE  IMAGES                                 CURRENT\n\
+             1         <none>        registry.k8s.io/kube-proxy:v1.35.4\n\
+             2         image bump    mirror.example/k8s/kube-proxy:v1.35.4  *\n"
+        );
+    }
+
+    #[test]
+    fn refusals_point_at_the_history() {
+        let error = AddonError::RevisionNotFound {
+            object: Addon::KubeProxy.object(),
+            revision: 9,
+            available: vec![1, 2],
+        };
+        assert_eq!(
+            error.to_string(),
+            "DaemonSet kube-system/kube-proxy has no revision 9 (its revisions: 1, 2)"
+        );
+        assert!(error.is_refusal());
+        assert_eq!(
+            error.hint(Addon::KubeProxy).as_deref(),
+            Some("`bosun addon history kube-proxy` lists the revisions that exist")
+        );
+        assert_eq!(Addon::CoreDns.object(), "Deployment kube-system/coredns");
+    }
 }

@@ -12,9 +12,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -75,10 +76,16 @@ impl NodeRollout {
     }
 }
 
-/// The state of a DaemonSet's rollout at one moment.
+/// The state of a DaemonSet's or Deployment's rollout at one moment.
+///
+/// For a DaemonSet the rows are nodes and the counts are kubectl's `desiredNumberScheduled`,
+/// `updatedNumberScheduled`, `numberReady`, `numberAvailable`; for a Deployment the rows are pods and the counts are
+/// `spec.replicas`, `updatedReplicas`, `readyReplicas`, `availableReplicas`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct DaemonSetRollout {
+pub struct WorkloadRollout {
+    /// `DaemonSet` or `Deployment`.
+    pub kind: String,
     pub namespace: String,
     pub name: String,
     pub generation: i64,
@@ -95,16 +102,33 @@ pub struct DaemonSetRollout {
     pub nodes: Vec<NodeRollout>,
 }
 
-impl DaemonSetRollout {
+impl WorkloadRollout {
     /// `DaemonSet kube-system/kube-proxy`.
     pub fn object(&self) -> String {
-        format!("DaemonSet {}/{}", self.namespace, self.name)
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+
+    fn is_deployment(&self) -> bool {
+        self.kind == "Deployment"
+    }
+
+    /// What the counts count: nodes for a DaemonSet, replicas for a Deployment.
+    fn unit(&self) -> &'static str {
+        if self.is_deployment() {
+            "replicas"
+        } else {
+            "nodes"
+        }
     }
 
     fn counts(&self) -> String {
         format!(
-            "{} of {} nodes updated, {} ready, {} available",
-            self.updated, self.desired, self.ready, self.available
+            "{} of {} {} updated, {} ready, {} available",
+            self.updated,
+            self.desired,
+            self.unit(),
+            self.ready,
+            self.available
         )
     }
 
@@ -119,6 +143,13 @@ impl DaemonSetRollout {
                     .as_ref()
                     .map(|pod| format!("pod {pod}"))
                     .unwrap_or_else(|| "no pod".to_owned());
+                if self.is_deployment() {
+                    return format!(
+                        "{pod} (node {}): {}",
+                        node.node,
+                        node.reason.as_deref().unwrap_or("not done")
+                    );
+                }
                 format!(
                     "node {} ({pod}): {}",
                     node.node,
@@ -137,13 +168,13 @@ pub enum RolloutError {
     #[error("{} did not finish rolling out within {}: {}; {}", .state.object(), humanize(*.timeout), .state.counts(), describe_pending(.state))]
     Timeout {
         timeout: Duration,
-        state: Box<DaemonSetRollout>,
+        state: Box<WorkloadRollout>,
     },
     #[error(transparent)]
     Cluster(#[from] ClusterError),
 }
 
-fn describe_pending(state: &DaemonSetRollout) -> String {
+fn describe_pending(state: &WorkloadRollout) -> String {
     let pending = state.pending_nodes();
     if pending.is_empty() {
         state.message.trim_end().to_owned()
@@ -259,34 +290,42 @@ pub fn revision_hash(revision: &ControllerRevision, owner: &str) -> Option<Strin
         })
 }
 
-/// A DaemonSet as the API server returned it: typed, and its template as the server wrote it (compared with
-/// ControllerRevisions as JSON, so a typed round trip cannot make a match fail).
+/// A workload as the API server returned it: typed, and its pod template as the server wrote it (compared with
+/// recorded revisions as JSON, so a typed round trip cannot make a match fail).
 #[derive(Debug, Clone)]
-pub struct LiveDaemonSet {
-    pub typed: DaemonSet,
+pub struct Live<K> {
+    pub typed: K,
     pub template: Value,
 }
 
-impl LiveDaemonSet {
-    pub fn from_value(value: Value) -> Result<LiveDaemonSet, ClusterError> {
+/// A live DaemonSet.
+pub type LiveDaemonSet = Live<DaemonSet>;
+/// A live Deployment.
+pub type LiveDeployment = Live<Deployment>;
+
+impl<K: k8s_openapi::Resource + DeserializeOwned> Live<K> {
+    pub fn from_value(value: Value) -> Result<Live<K>, ClusterError> {
         let template = value
             .pointer("/spec/template")
             .cloned()
             .unwrap_or(Value::Null);
         let typed = serde_json::from_value(value).map_err(|error| ClusterError::Invalid {
-            reason: format!("the API server returned a DaemonSet that does not parse: {error}"),
+            reason: format!(
+                "the API server returned a {} that does not parse: {error}",
+                K::KIND
+            ),
         })?;
-        Ok(LiveDaemonSet { typed, template })
+        Ok(Live { typed, template })
     }
 
-    /// Reads a DaemonSet; `Ok(None)` when it does not exist.
+    /// Reads the object; `Ok(None)` when it does not exist.
     pub fn get(
         api: &dyn ClusterApi,
         namespace: &str,
         name: &str,
-    ) -> Result<Option<LiveDaemonSet>, ClusterError> {
-        api.get(&ObjectRef::of::<DaemonSet>(Some(namespace), name))?
-            .map(LiveDaemonSet::from_value)
+    ) -> Result<Option<Live<K>>, ClusterError> {
+        api.get(&ObjectRef::of::<K>(Some(namespace), name))?
+            .map(Live::from_value)
             .transpose()
     }
 }
@@ -432,7 +471,7 @@ pub fn assess(
     revisions: &[ControllerRevision],
     pods: &[Pod],
     nodes: &[Node],
-) -> DaemonSetRollout {
+) -> WorkloadRollout {
     let daemon_set = &live.typed;
     let name = daemon_set.metadata.name.clone().unwrap_or_default();
     let namespace = daemon_set.metadata.namespace.clone().unwrap_or_default();
@@ -556,7 +595,8 @@ pub fn assess(
             },
         );
     }
-    DaemonSetRollout {
+    WorkloadRollout {
+        kind: "DaemonSet".to_owned(),
         namespace,
         name,
         generation,
@@ -587,42 +627,307 @@ pub fn revisions_of(
     Ok(revisions)
 }
 
-/// Reads the DaemonSet and everything [`assess`] needs.
+/// Which kind of workload a rollout is followed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    DaemonSet,
+    Deployment,
+}
+
+impl Workload {
+    pub fn kind(self) -> &'static str {
+        match self {
+            Workload::DaemonSet => "DaemonSet",
+            Workload::Deployment => "Deployment",
+        }
+    }
+
+    fn reference(self, namespace: &str, name: &str) -> ObjectRef {
+        match self {
+            Workload::DaemonSet => ObjectRef::of::<DaemonSet>(Some(namespace), name),
+            Workload::Deployment => ObjectRef::of::<Deployment>(Some(namespace), name),
+        }
+    }
+}
+
+/// The ReplicaSets a Deployment controls, oldest revision first.
+pub fn replica_sets_of(
+    api: &dyn ClusterApi,
+    deployment: &Deployment,
+) -> Result<Vec<ReplicaSet>, ClusterError> {
+    let uid = deployment.metadata.uid.clone().unwrap_or_default();
+    let mut replica_sets: Vec<ReplicaSet> =
+        cluster::list::<ReplicaSet>(api, deployment.metadata.namespace.as_deref(), None)?
+            .into_iter()
+            .filter(|replica_set| {
+                controlled_by(replica_set.metadata.owner_references.as_ref(), &uid)
+            })
+            .collect();
+    replica_sets.sort_by_key(replica_set_revision);
+    Ok(replica_sets)
+}
+
+/// Reads the workload and everything [`assess`] (or [`assess_deployment`]) needs.
 pub fn observe(
     api: &dyn ClusterApi,
+    workload: Workload,
     namespace: &str,
     name: &str,
-) -> Result<DaemonSetRollout, RolloutError> {
-    let live = LiveDaemonSet::get(api, namespace, name)?.ok_or_else(|| RolloutError::Missing {
-        object: ObjectRef::of::<DaemonSet>(Some(namespace), name).to_string(),
-    })?;
-    let uid = live.typed.metadata.uid.clone().unwrap_or_default();
-    let revisions = revisions_of(api, &live.typed)?;
-    let pods: Vec<Pod> = cluster::list::<Pod>(api, Some(namespace), None)?
-        .into_iter()
-        .filter(|pod| controlled_by(pod.metadata.owner_references.as_ref(), &uid))
-        .collect();
+) -> Result<WorkloadRollout, RolloutError> {
+    let missing = || RolloutError::Missing {
+        object: workload.reference(namespace, name).to_string(),
+    };
     let nodes = cluster::list::<Node>(api, None, None)?;
-    Ok(assess(&live, &revisions, &pods, &nodes))
+    let pods_in_namespace = cluster::list::<Pod>(api, Some(namespace), None)?;
+    match workload {
+        Workload::DaemonSet => {
+            let live = LiveDaemonSet::get(api, namespace, name)?.ok_or_else(missing)?;
+            let uid = live.typed.metadata.uid.clone().unwrap_or_default();
+            let revisions = revisions_of(api, &live.typed)?;
+            let pods: Vec<Pod> = pods_in_namespace
+                .into_iter()
+                .filter(|pod| controlled_by(pod.metadata.owner_references.as_ref(), &uid))
+                .collect();
+            Ok(assess(&live, &revisions, &pods, &nodes))
+        }
+        Workload::Deployment => {
+            let live = LiveDeployment::get(api, namespace, name)?.ok_or_else(missing)?;
+            let replica_sets = replica_sets_of(api, &live.typed)?;
+            let owners: BTreeSet<String> = replica_sets
+                .iter()
+                .filter_map(|replica_set| replica_set.metadata.uid.clone())
+                .collect();
+            let pods: Vec<Pod> = pods_in_namespace
+                .into_iter()
+                .filter(|pod| {
+                    owners
+                        .iter()
+                        .any(|uid| controlled_by(pod.metadata.owner_references.as_ref(), uid))
+                })
+                .collect();
+            Ok(assess_deployment(&live, &replica_sets, &pods, &nodes))
+        }
+    }
+}
+
+/// The annotation the Deployment controller numbers its ReplicaSets with.
+pub const DEPLOYMENT_REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
+/// The label the Deployment controller puts on a ReplicaSet's template and pods.
+pub const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+
+/// A ReplicaSet's revision number (0 when it has none).
+pub fn replica_set_revision(replica_set: &ReplicaSet) -> i64 {
+    replica_set
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(DEPLOYMENT_REVISION_ANNOTATION))
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A ReplicaSet's pod template as JSON (the typed round trip of the list).
+pub fn replica_set_template(replica_set: &ReplicaSet) -> Value {
+    replica_set
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.template.as_ref())
+        .and_then(|template| serde_json::to_value(template).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// A template without nulls, empty objects and the `pod-template-hash` label: what kubectl's `equalIgnoreHash`
+/// compares.
+pub fn normalized_template(template: &Value) -> Value {
+    let mut template = without_empties(template);
+    if let Some(Value::Object(labels)) = template.pointer_mut("/metadata/labels") {
+        labels.remove(POD_TEMPLATE_HASH_LABEL);
+        if labels.is_empty() {
+            if let Some(Value::Object(metadata)) = template.pointer_mut("/metadata") {
+                metadata.remove("labels");
+            }
+        }
+    }
+    template
+}
+
+/// Drops `null` members and empty objects, so a typed round trip and the server's JSON compare equal.
+fn without_empties(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, member)| (key.clone(), without_empties(member)))
+                .filter(|(_, member)| {
+                    !member.is_null() && !matches!(member, Value::Object(inner) if inner.is_empty())
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(without_empties).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Judges a Deployment's rollout (pure), by `kubectl rollout status deployment`'s rule, with one row per pod.
+pub fn assess_deployment(
+    live: &LiveDeployment,
+    replica_sets: &[ReplicaSet],
+    pods: &[Pod],
+    nodes: &[Node],
+) -> WorkloadRollout {
+    let deployment = &live.typed;
+    let name = deployment.metadata.name.clone().unwrap_or_default();
+    let namespace = deployment.metadata.namespace.clone().unwrap_or_default();
+    let generation = deployment.metadata.generation.unwrap_or(0);
+    let status = deployment.status.clone().unwrap_or_default();
+    let observed_generation = status.observed_generation.unwrap_or(0);
+    let wanted = normalized_template(&live.template);
+    let current = replica_sets
+        .iter()
+        .filter(|replica_set| normalized_template(&replica_set_template(replica_set)) == wanted)
+        .max_by_key(|replica_set| replica_set_revision(replica_set));
+    let hash_of = |replica_set: &ReplicaSet| {
+        replica_set
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(POD_TEMPLATE_HASH_LABEL).cloned())
+    };
+    let current_hash = current.and_then(hash_of);
+    let revision_of_hash: BTreeMap<String, i64> = replica_sets
+        .iter()
+        .filter_map(|replica_set| Some((hash_of(replica_set)?, replica_set_revision(replica_set))))
+        .collect();
+    let desired = deployment
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.replicas)
+        .unwrap_or(1);
+    let updated = status.updated_replicas.unwrap_or(0);
+    let replicas = status.replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let observed = generation <= observed_generation;
+    let timed_out = status.conditions.as_ref().is_some_and(|conditions| {
+        conditions.iter().any(|condition| {
+            condition.type_ == "Progressing"
+                && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        })
+    });
+    let (complete, message) = if !observed {
+        (
+            false,
+            "Waiting for deployment spec update to be observed...".to_owned(),
+        )
+    } else if timed_out {
+        (
+            false,
+            format!("deployment {name:?} exceeded its progress deadline"),
+        )
+    } else if updated < desired {
+        (
+            false,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {updated} out of {desired} new replicas have been updated..."
+            ),
+        )
+    } else if replicas > updated {
+        (
+            false,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {} old replicas are pending termination...",
+                replicas - updated
+            ),
+        )
+    } else if available < updated {
+        (
+            false,
+            format!(
+                "Waiting for deployment {name:?} rollout to finish: {available} of {updated} updated replicas are available..."
+            ),
+        )
+    } else {
+        (true, format!("deployment {name:?} successfully rolled out"))
+    };
+    let nodes_by_name: BTreeMap<String, &Node> = nodes
+        .iter()
+        .filter_map(|node| Some((node.metadata.name.clone()?, node)))
+        .collect();
+    let mut rows: Vec<NodeRollout> = pods
+        .iter()
+        .map(|pod| {
+            let node_name = target_node(pod).unwrap_or_else(|| "<unscheduled>".to_owned());
+            let hash = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(POD_TEMPLATE_HASH_LABEL).cloned());
+            let revision = hash
+                .as_ref()
+                .and_then(|hash| revision_of_hash.get(hash))
+                .copied();
+            let updated = observed && hash.is_some() && hash == current_hash;
+            let ready = pod_ready(pod) && pod.metadata.deletion_timestamp.is_none();
+            let reason = (!(updated && ready)).then(|| {
+                let state = if ready {
+                    "Running".to_owned()
+                } else {
+                    pod_problem(pod, nodes_by_name.get(&node_name).copied())
+                };
+                if updated {
+                    state
+                } else {
+                    let from = revision
+                        .map(|revision| format!("revision {revision}"))
+                        .unwrap_or_else(|| "an unknown revision".to_owned());
+                    format!("runs the old template ({from}), {state}")
+                }
+            });
+            NodeRollout {
+                node: node_name,
+                pod: pod.metadata.name.clone(),
+                revision,
+                updated,
+                ready,
+                reason,
+            }
+        })
+        .collect();
+    rows.sort_by(|left, right| left.pod.cmp(&right.pod));
+    WorkloadRollout {
+        kind: "Deployment".to_owned(),
+        namespace,
+        name,
+        generation,
+        observed_generation,
+        revision: current.map(replica_set_revision),
+        desired,
+        updated,
+        ready: status.ready_replicas.unwrap_or(0),
+        available,
+        complete,
+        message,
+        nodes: rows,
+    }
 }
 
 /// Follows a DaemonSet's rollout until it completes or `timeout` passes, reporting progress whenever the counts
 /// change and a line for every node that becomes updated and available.
 pub fn follow(
     api: &dyn ClusterApi,
+    workload: Workload,
     namespace: &str,
     name: &str,
     timeout: Duration,
     reporter: &dyn RolloutReporter,
-) -> Result<DaemonSetRollout, RolloutError> {
+) -> Result<WorkloadRollout, RolloutError> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut last_counts: Option<(i64, i32, i32, i32, i32)> = None;
+    let mut last_summary: Option<String> = None;
     let mut done_nodes: BTreeSet<String> = BTreeSet::new();
     let mut first = true;
     loop {
         let state = with_retry(timeout.min(Duration::from_secs(30)), || {
-            match observe(api, namespace, name) {
+            match observe(api, workload, namespace, name) {
                 Ok(state) => Ok(Ok(state)),
                 Err(RolloutError::Cluster(error)) => Err(error),
                 Err(other) => Ok(Err(other)),
@@ -630,13 +935,22 @@ pub fn follow(
         })??;
         for node in state.nodes.iter().filter(|node| node.done()) {
             // Nodes already done when the follow starts are not news.
-            if done_nodes.insert(node.node.clone()) && !first && !state.complete {
-                reporter.info(format!(
-                    "{}: node {} updated and available (pod {})",
-                    state.object(),
-                    node.node,
-                    node.pod.as_deref().unwrap_or("?")
-                ));
+            let key = node.pod.clone().unwrap_or_else(|| node.node.clone());
+            if done_nodes.insert(key) && !first && !state.complete {
+                let pod = node.pod.as_deref().unwrap_or("?");
+                reporter.info(if state.is_deployment() {
+                    format!(
+                        "{}: pod {pod} updated and available on node {}",
+                        state.object(),
+                        node.node
+                    )
+                } else {
+                    format!(
+                        "{}: node {} updated and available (pod {pod})",
+                        state.object(),
+                        node.node
+                    )
+                });
             }
         }
         first = false;
@@ -646,29 +960,25 @@ pub fn follow(
                 .map(|revision| format!(" at revision {revision}"))
                 .unwrap_or_default();
             reporter.info(format!(
-                "{} rolled out{revision}: {} of {} nodes updated and available in {}",
+                "{} rolled out{revision}: {} of {} {} updated and available in {}",
                 state.object(),
                 state.available,
                 state.desired,
+                state.unit(),
                 humanize(started.elapsed())
             ));
             return Ok(state);
         }
-        let counts = (
-            state.observed_generation,
-            state.desired,
-            state.updated,
-            state.ready,
-            state.available,
-        );
-        if last_counts != Some(counts) {
-            last_counts = Some(counts);
+        // One progress event per change of what the user sees.
+        let summary = format!("{}: {}", state.object(), state.counts());
+        if last_summary.as_deref() != Some(summary.as_str()) {
             let done = state.nodes.iter().filter(|node| node.done()).count();
             reporter.progress(
                 u64::try_from(done).unwrap_or(0),
                 u64::try_from(state.desired.max(0)).unwrap_or(0),
-                format!("{}: {}", state.object(), state.counts()),
+                summary.clone(),
             );
+            last_summary = Some(summary);
         }
         if Instant::now() >= deadline {
             return Err(RolloutError::Timeout {
@@ -711,8 +1021,15 @@ pub(crate) fn apply_and_follow(
             continue;
         }
         let namespace = reference.namespace.clone().unwrap_or_default();
-        follow(api, &namespace, &reference.name, timeout, ctx)
-            .map_err(|error| error.into_phase_error(addon))?;
+        follow(
+            api,
+            Workload::DaemonSet,
+            &namespace,
+            &reference.name,
+            timeout,
+            ctx,
+        )
+        .map_err(|error| error.into_phase_error(addon))?;
     }
     Ok(())
 }
