@@ -608,3 +608,136 @@ fn init_after_reset_builds_a_fresh_node() {
         String::from_utf8_lossy(&verified.stderr)
     );
 }
+
+/// Runs bosun on a pseudo-terminal (util-linux `script`), typing `answer` at the prompt.
+fn bosun_on_a_terminal(root: &TempRoot, arguments: &str, answer: &str) -> Output {
+    use std::io::Write;
+    let command = format!(
+        "{} --root {} {arguments}",
+        env!("CARGO_BIN_EXE_bosun"),
+        root.path().display()
+    );
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run script (util-linux)");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(answer.as_bytes())
+        .expect("type the answer");
+    child.wait_with_output().expect("script")
+}
+
+#[test]
+fn on_a_terminal_reset_asks_and_no_means_nothing_changes() {
+    let root = TempRoot::new();
+    assert_success(&init(&root, &[]));
+    let before = root.snapshot();
+    let output = bosun_on_a_terminal(&root, "reset", "n\n");
+    assert_exit(&output, bosun::exit::PREFLIGHT_FAILED);
+    let text = stdout(&output);
+    assert!(
+        text.contains("a control-plane node with a local (stacked) etcd member")
+            && text.contains("Continue? [y/N]"),
+        "{text}"
+    );
+    assert!(text.contains("reset cancelled"), "{text}");
+    assert_eq!(before, root.snapshot(), "a refused reset changed the root");
+
+    let output = bosun_on_a_terminal(&root, "reset", "y\n");
+    assert_success(&output);
+    assert!(
+        stdout(&output).contains("[preflight] confirmed"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(!root.join("/etc/kubernetes/pki/ca.key").exists());
+}
+
+/// Runs `script` with `sh` in a private mount namespace, so that the test's mounts never leak onto the machine.
+fn in_private_mounts(script: &str) -> Output {
+    Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+        ])
+        .output()
+        .expect("run unshare (util-linux)")
+}
+
+#[test]
+fn kubelet_mounts_are_unmounted_before_their_directory_goes() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("!!!!!!!! SKIPPED reset::kubelet_mounts_are_unmounted_before_their_directory_goes: needs root");
+        return;
+    }
+    let root = TempRoot::new();
+    assert_success(&init(&root, &[]));
+    let volume = root.join("/var/lib/kubelet/pods/0b7c/volumes/kubernetes.io~empty-dir/cache");
+    std::fs::create_dir_all(&volume).expect("volume directory");
+    let bosun = env!("CARGO_BIN_EXE_bosun");
+    let base = root.path().display();
+    let volume = volume.display();
+    let output = in_private_mounts(&format!(
+        "set -e; mount -t tmpfs volume '{volume}'; echo data > '{volume}/file'; \
+         '{bosun}' --root '{base}' reset --force 2>&1; \
+         if grep -q ' {base}/var/lib/kubelet/' /proc/self/mountinfo; then echo STILL-MOUNTED; fi"
+    ));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains(
+            "[cleanup-node/unmount] removed mount /var/lib/kubelet/pods/0b7c/volumes/kubernetes.io~empty-dir/cache"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("STILL-MOUNTED"), "{text}");
+    assert!(!root.join("/var/lib/kubelet/pods").exists(), "{text}");
+}
+
+#[test]
+fn a_mount_left_under_the_kubelet_directory_stops_the_reset_and_keeps_its_contents() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("!!!!!!!! SKIPPED reset::a_mount_left_under_the_kubelet_directory_stops_the_reset_and_keeps_its_contents: needs root");
+        return;
+    }
+    let root = TempRoot::new();
+    assert_success(&init(&root, &[]));
+    let volume = root.join("/var/lib/kubelet/pods/1d2e/volumes/kubernetes.io~nfs/data");
+    std::fs::create_dir_all(&volume).expect("volume directory");
+    let bosun = env!("CARGO_BIN_EXE_bosun");
+    let base = root.path().display();
+    let volume = volume.display();
+    let output = in_private_mounts(&format!(
+        "mount -t tmpfs volume '{volume}'; echo precious > '{volume}/file'; \
+         '{bosun}' --root '{base}' reset --force --skip-phases cleanup-node/unmount 2>&1; echo \"exit=$?\"; \
+         cat '{volume}/file'"
+    ));
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        text.contains("a filesystem is mounted there; unmount it first"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("exit={}", bosun::exit::FAILED_AFTER_CHANGE)),
+        "{text}"
+    );
+    assert!(
+        text.contains("precious"),
+        "the mounted volume lost its contents:\n{text}"
+    );
+}

@@ -49,20 +49,20 @@ pub const DEFAULT_ETCD_DATA_DIR: &str = "/var/lib/etcd";
 
 /// What reset leaves on the node, and how to clean it; printed at the end of a reset.
 pub const LEFT_BEHIND: &str = "\
-The reset leaves what bosun did not make or cannot know about:
-  - iptables, nftables and IPVS rules written by kube-proxy and the CNI plugin. To clean them:
-      iptables-save | grep -v KUBE- | grep -v CNI- | iptables-restore   (or: iptables -F && iptables -t nat -F \
-&& iptables -t mangle -F && iptables -X)
-      nft flush ruleset   (only if nothing else on the node uses nftables)
-      ipvsadm --clear     (if kube-proxy ran in IPVS mode)
-  - the CNI plugin's own state: /var/lib/cni (IP allocations) and its interfaces (cni0, flannel.1, ...): \
-ip link delete cni0; rm -rf /var/lib/cni
-  - $HOME/.kube/config of any user who copied admin.conf: rm $HOME/.kube/config
-  - the container runtime's configuration (/etc/containerd/config.toml, /etc/crictl.yaml) and the kernel settings in \
-/etc/sysctl.d/99-kubernetes.conf and /etc/modules-load.d/kubernetes.conf, so that the node is ready for the next \
-init or join
-  - bosun's own journal, logs and etcd backups (/var/lib/bosun, /var/log/bosun)
-  - the Node object and this node's other objects in the cluster: kubectl delete node <name> (from another node)";
+The reset leaves what bosun did not make or cannot know about; clean it by hand if you need to:
+  - iptables, nftables and IPVS rules of kube-proxy and the CNI plugin:
+      iptables-save | grep -v KUBE- | grep -v CNI- | iptables-restore
+      nft flush ruleset    (only if nothing else on the node uses nftables)
+      ipvsadm --clear      (if kube-proxy ran in IPVS mode)
+  - the CNI plugin's own state, IP allocations and interfaces:
+      rm -rf /var/lib/cni; ip link delete cni0
+  - the kubeconfig of anyone who copied admin.conf:
+      rm $HOME/.kube/config
+  - the runtime's configuration (/etc/containerd/config.toml, /etc/crictl.yaml) and the kernel settings
+    (/etc/sysctl.d/99-kubernetes.conf, /etc/modules-load.d/kubernetes.conf), ready for the next init or join
+  - bosun's journal, logs and etcd backups: /var/lib/bosun, /var/log/bosun
+  - the Node object and this node's other objects in the cluster, from another node:
+      kubectl delete node <name>";
 
 /// How the user agreed to the reset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
