@@ -433,3 +433,178 @@ fn coredns_rolls_back_through_its_replica_sets_on_a_real_control_plane() {
         },
     );
 }
+
+/// The images of the kube-proxy pods on a tier-2 node, by pod name.
+fn kube_proxy_pods(
+    node: &crate::harness::node::Node,
+    binaries: &crate::harness::binaries::Binaries,
+) -> Vec<(String, String)> {
+    let pods = crate::tier2::kubectl_json(
+        node,
+        binaries,
+        &[
+            "get",
+            "pods",
+            "--namespace=kube-system",
+            "--selector=k8s-app=kube-proxy",
+        ],
+    )
+    .expect("kube-proxy pods");
+    pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pod| {
+            (
+                pod["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                pod["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Tier 2 (a real node: kubelet, containerd, runc): init follows kube-proxy's first rollout until its pod runs;
+/// an image change replaces the pod, reported when the new one is available; a rollback replaces it again.
+#[test]
+fn kube_proxy_rolls_out_pod_by_pod_on_a_real_node_and_rolls_back() {
+    use crate::harness::binaries::Binaries;
+    use crate::harness::node::{Node, NodeNetwork};
+    use crate::tier2::{bosun, node_config, prepare_runtime, TIER2};
+
+    let Some(binaries) = Binaries::require(
+        "addon::kube_proxy_rolls_out_pod_by_pod_on_a_real_node_and_rolls_back",
+        TIER2,
+    ) else {
+        return;
+    };
+    let version = crate::tier1::built_version(&binaries);
+    let node = Node::start("tier2-rollout", NodeNetwork::Alone);
+    let config_path = "/etc/bosun-tier2/kubeadm.yaml";
+    let config = node_config(&version, &node);
+    node.write(config_path, config.as_bytes());
+    prepare_runtime(&node, &binaries, config_path);
+
+    let init = bosun(
+        &node,
+        &binaries,
+        &[
+            "-o",
+            "json",
+            "init",
+            "--config",
+            config_path,
+            "--ignore-preflight-errors=SystemVerification",
+        ],
+    );
+    assert_ok("bosun init", &init);
+    let node_name = node.name().to_owned();
+    let said = messages(&init);
+    assert!(
+        said.iter().any(|text| text.starts_with(
+            "DaemonSet kube-system/kube-proxy rolled out at revision 1: 1 of 1 nodes updated and available"
+        )),
+        "init follows kube-proxy until it runs on the node: {said:?}"
+    );
+    let before = kube_proxy_pods(&node, &binaries);
+    assert_eq!(before.len(), 1, "{before:?}");
+    let (old_pod, old_image) = before[0].clone();
+
+    // The same image under another repository name, so the kubelet finds it without a registry.
+    let repository = "mirror.example/k8s";
+    let new_image = old_image.replacen(
+        old_image
+            .rsplit_once("/kube-proxy:")
+            .expect("an image name")
+            .0,
+        repository,
+        1,
+    );
+    let tagged = std::process::Command::new("ctr")
+        .arg("--address")
+        .arg(node.path("/run/containerd/containerd.sock"))
+        .args([
+            "--namespace",
+            "k8s.io",
+            "images",
+            "tag",
+            &old_image,
+            &new_image,
+        ])
+        .output()
+        .expect("run ctr");
+    assert_ok("ctr images tag", &tagged);
+    let mirror_path = "/etc/bosun-tier2/mirror.yaml";
+    node.write(
+        mirror_path,
+        config
+            .replacen(
+                "kind: ClusterConfiguration\n",
+                &format!("kind: ClusterConfiguration\nimageRepository: {repository}\n"),
+                1,
+            )
+            .as_bytes(),
+    );
+    let changed = bosun(
+        &node,
+        &binaries,
+        &[
+            "-o",
+            "json",
+            "init",
+            "phase",
+            "addon",
+            "kube-proxy",
+            "--config",
+            mirror_path,
+        ],
+    );
+    assert_ok("bosun init phase addon kube-proxy (new image)", &changed);
+    let said = messages(&changed);
+    eprintln!("addon: tier-2 rollout said: {said:#?}");
+    let after = kube_proxy_pods(&node, &binaries);
+    assert_eq!(after.len(), 1, "{after:?}");
+    let (new_pod, running_image) = after[0].clone();
+    assert_ne!(new_pod, old_pod, "the rolling update replaces the pod");
+    assert_eq!(running_image, new_image);
+    let node_line = format!(
+        "DaemonSet kube-system/kube-proxy: node {node_name} updated and available (pod {new_pod})"
+    );
+    let node_done = said.iter().position(|text| text == &node_line);
+    let rolled_out = said.iter().position(|text| {
+        text.starts_with("DaemonSet kube-system/kube-proxy rolled out at revision 2: 1 of 1 nodes")
+    });
+    assert!(
+        node_done.is_some() && rolled_out.is_some() && node_done < rolled_out,
+        "the node is reported when its new pod is available, then the rollout: {said:?}"
+    );
+
+    // The rollback replaces the pod again, with the first image, as revision 3.
+    let rolled = bosun(
+        &node,
+        &binaries,
+        &["-o", "json", "addon", "rollback", "kube-proxy"],
+    );
+    assert_ok("bosun addon rollback kube-proxy", &rolled);
+    let said = messages(&rolled);
+    let restored = kube_proxy_pods(&node, &binaries);
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_ne!(restored[0].0, new_pod);
+    assert_eq!(restored[0].1, old_image);
+    assert!(
+        said.iter().any(|text| text
+            == &format!(
+                "DaemonSet kube-system/kube-proxy: node {node_name} updated and available (pod {})",
+                restored[0].0
+            ))
+            && said.iter().any(|text| text.starts_with(
+                "DaemonSet kube-system/kube-proxy rolled out at revision 3: 1 of 1 nodes"
+            )),
+        "{said:?}"
+    );
+}

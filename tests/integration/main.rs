@@ -12,7 +12,8 @@
 //! - `cluster`: the cluster-side init phases (upload-config, upload-certs, mark-control-plane, bootstrap-token,
 //!   addons, show-join-command) on a real control plane (tier 1).
 //! - `addon`: kube-proxy rollouts followed by `init phase addon kube-proxy`, and `bosun addon history|status|rollback`
-//!   through the DaemonSet's ControllerRevisions, compared with the real kubectl (tier 1).
+//!   through the DaemonSet's ControllerRevisions and CoreDNS's ReplicaSets, compared with the real kubectl (tier 1);
+//!   a kube-proxy image change rolled out and back on a real node (tier 2).
 //! - `token`: `bosun token` locally and against a real control plane, compared with kubeadm (tier 1).
 //! - `init`: `bosun init` as a workflow: idempotence, dry runs, phase selection, the needs check, killed runs.
 //! - `join`: `bosun join` on real parts: discovery against a bosun-built control plane (pins, signatures, bad input),

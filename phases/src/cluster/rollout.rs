@@ -923,7 +923,7 @@ pub fn follow(
     let started = Instant::now();
     let deadline = started + timeout;
     let mut last_summary: Option<String> = None;
-    let mut done_nodes: BTreeSet<String> = BTreeSet::new();
+    let mut seen_pods: BTreeSet<String> = BTreeSet::new();
     let mut first = true;
     loop {
         let state = with_retry(timeout.min(Duration::from_secs(30)), || {
@@ -933,10 +933,16 @@ pub fn follow(
                 Err(other) => Ok(Err(other)),
             }
         })??;
+        if first {
+            // Pods that exist when the follow starts are not news, whatever their state: only their
+            // replacements are.
+            seen_pods.extend(state.nodes.iter().filter_map(|node| node.pod.clone()));
+        }
         for node in state.nodes.iter().filter(|node| node.done()) {
-            // Nodes already done when the follow starts are not news.
-            let key = node.pod.clone().unwrap_or_else(|| node.node.clone());
-            if done_nodes.insert(key) && !first && !state.complete {
+            let Some(key) = node.pod.clone() else {
+                continue;
+            };
+            if seen_pods.insert(key) {
                 let pod = node.pod.as_deref().unwrap_or("?");
                 reporter.info(if state.is_deployment() {
                     format!(
