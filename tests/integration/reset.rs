@@ -741,3 +741,60 @@ fn a_mount_left_under_the_kubelet_directory_stops_the_reset_and_keeps_its_conten
         "the mounted volume lost its contents:\n{text}"
     );
 }
+
+#[test]
+fn reset_then_init_runs_a_real_control_plane_again() {
+    use crate::harness::binaries::TIER1;
+    use crate::harness::sandbox::Sandbox;
+    use crate::harness::static_pods::StaticPods;
+    use crate::tier1::{
+        assert_control_plane_works_as, bosun_writes_root, built_version, kubeadm_config,
+    };
+    let Some(binaries) = Binaries::require(
+        "reset::reset_then_init_runs_a_real_control_plane_again",
+        TIER1,
+    ) else {
+        return;
+    };
+    let ready_timeout = Duration::from_secs(240);
+    let root = TempRoot::new();
+    let sandbox = Sandbox::new("reset-tier1");
+    let config = kubeadm_config(&built_version(&binaries), sandbox.hostname());
+    bosun_writes_root(&sandbox, &root, &config);
+    let first_ca = root.read("/etc/kubernetes/pki/ca.crt");
+    {
+        let mut pods = StaticPods::start(&sandbox, root.path(), &binaries);
+        pods.wait_ready(ready_timeout);
+        // Reset while the control plane runs: its etcd answers, and as the only member it stays in place.
+        let output = sandbox.output(
+            env!("CARGO_BIN_EXE_bosun"),
+            &[
+                "--root",
+                root.path().to_str().expect("utf-8"),
+                "reset",
+                "--force",
+            ],
+        );
+        assert_success(&output);
+        let log = stderr(&output);
+        assert!(
+            log.contains("is the only voting member of its etcd cluster"),
+            "{log}"
+        );
+    }
+    assert!(
+        root.listing()
+            .iter()
+            .all(|path| !path.starts_with("/etc/kubernetes/pki/")
+                && !path.starts_with("/etc/kubernetes/manifests/")
+                && !path.starts_with("/var/lib/etcd/")),
+        "{:#?}",
+        root.listing()
+    );
+
+    bosun_writes_root(&sandbox, &root, &config);
+    assert_ne!(root.read("/etc/kubernetes/pki/ca.crt"), first_ca);
+    let mut pods = StaticPods::start(&sandbox, root.path(), &binaries);
+    pods.wait_ready(ready_timeout);
+    assert_control_plane_works_as(&sandbox, &binaries, root.path(), "super-admin.conf");
+}
