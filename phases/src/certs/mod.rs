@@ -17,7 +17,7 @@
 //! apiserver-etcd-client}.{crt,key}`, `<certificatesDir>/etcd/{ca,server,peer,healthcheck-client}.{crt,key}`,
 //! `<certificatesDir>/sa.{key,pub}`, `/etc/kubernetes/{admin,super-admin,kubelet,controller-manager,scheduler}.conf`.
 
-mod pool;
+mod keys;
 #[cfg(test)]
 mod tests;
 
@@ -36,6 +36,8 @@ use crate::engine::{Artefact, Phase, PhaseCtx, PhaseError};
 use crate::host::Outcome;
 use crate::init::InitData;
 use crate::paths::KUBERNETES_DIR;
+
+pub use keys::KeySupply;
 
 /// Permission bits of private keys and kubeconfigs.
 pub const KEY_MODE: u32 = 0o600;
@@ -287,7 +289,11 @@ fn ensure_ca(ctx: &mut PhaseCtx<'_, InitData>, spec: &'static CertSpec) -> Resul
             Ok(())
         }
         Ok(None) => {
-            let key = pool::take(inputs.key_algorithm).map_err(pki_error)?;
+            let key = ctx
+                .data
+                .keys
+                .take(inputs.key_algorithm)
+                .map_err(pki_error)?;
             let (request, _) = inputs.cert_request(spec);
             let certificate =
                 issue::issue_ca(&request, &key, now, inputs.validity.ca).map_err(pki_error)?;
@@ -379,7 +385,11 @@ fn ensure_leaf(
         }
         (None, None) => {
             let ca_key = ca_key_or_external(&ca, ca_spec, &cert_path)?;
-            let key = pool::take(inputs.key_algorithm).map_err(pki_error)?;
+            let key = ctx
+                .data
+                .keys
+                .take(inputs.key_algorithm)
+                .map_err(pki_error)?;
             let certificate = issue::issue_leaf(
                 &request,
                 &key,
@@ -431,7 +441,11 @@ fn ensure_service_account(ctx: &mut PhaseCtx<'_, InitData>) -> Result<(), PhaseE
                     public_path.display()
                 )));
             }
-            let key = pool::take(inputs.key_algorithm).map_err(pki_error)?;
+            let key = ctx
+                .data
+                .keys
+                .take(inputs.key_algorithm)
+                .map_err(pki_error)?;
             create(
                 ctx,
                 &key_path,
@@ -531,7 +545,11 @@ fn ensure_kubeconfig(
     }
     let ca_key = ca_key_or_external(&ca, ca_spec, &path)?;
     let request = inputs.kubeconfig_request(spec);
-    let key = pool::take(inputs.key_algorithm).map_err(pki_error)?;
+    let key = ctx
+        .data
+        .keys
+        .take(inputs.key_algorithm)
+        .map_err(pki_error)?;
     let certificate = issue::issue_leaf(
         &request,
         &key,
@@ -560,7 +578,7 @@ pub fn parse_kubeconfig(text: &str) -> Result<Kubeconfig, bosun_config::yaml::Ya
     bosun_config::yaml::from_value(bosun_config::yaml::value_from_str(text)?)
 }
 
-/// How many keys the selected children would generate on this node now (for the parallel pre-generation).
+/// How many keys the certs children would generate on this node now (reserved by the parent).
 fn keys_needed_for_certs(
     ctx: &PhaseCtx<'_, InitData>,
     inputs: &PkiInputs,
@@ -598,32 +616,32 @@ fn keys_needed_for_kubeconfigs(ctx: &PhaseCtx<'_, InitData>) -> Result<usize, Ph
     Ok(count)
 }
 
-/// Which parent is pre-generating keys for its children.
+/// Which parent is reserving keys.
 #[derive(Clone, Copy)]
 enum Children {
     Certs,
     Kubeconfigs,
 }
 
-fn pregenerate(ctx: &mut PhaseCtx<'_, InitData>, children: Children) -> Result<(), PhaseError> {
+/// Starts generating, on every core, the keys the PKI still lacks on this node: the `certs` parent reserves its
+/// children's keys and those of the kubeconfig files that the next phase will make, so that both batches run as
+/// one; the `kubeconfig` parent reserves its own when it runs alone. Children take the keys as they finish.
+fn reserve_keys(ctx: &mut PhaseCtx<'_, InitData>, children: Children) -> Result<(), PhaseError> {
     let inputs = pki_inputs(&ctx.data.config)?;
     let wanted = match children {
-        Children::Certs => keys_needed_for_certs(ctx, &inputs)?,
+        Children::Certs => keys_needed_for_certs(ctx, &inputs)? + keys_needed_for_kubeconfigs(ctx)?,
         Children::Kubeconfigs => keys_needed_for_kubeconfigs(ctx)?,
     };
     if wanted > 1 {
         let algorithm = inputs.key_algorithm;
-        ctx.progress(
-            0,
-            wanted as u64,
-            format!("generating {wanted} {algorithm} keys"),
-        );
-        pool::fill(algorithm, wanted).map_err(pki_error)?;
-        ctx.progress(
-            wanted as u64,
-            wanted as u64,
-            format!("generated {wanted} {algorithm} keys"),
-        );
+        let added = ctx.data.keys.reserve(algorithm, wanted);
+        if added > 0 {
+            ctx.progress(
+                0,
+                added as u64,
+                format!("generating {added} {algorithm} keys in the background"),
+            );
+        }
     }
     Ok(())
 }
@@ -662,8 +680,8 @@ fn service_account_phase() -> Phase<InitData> {
     .run(ensure_service_account)
 }
 
-/// `certs`: every certificate and the service-account key pair, in kubeadm's order. The parent generates the keys
-/// its children will need in parallel first; each child also works alone.
+/// `certs`: every certificate and the service-account key pair, in kubeadm's order. The parent starts generating the
+/// keys its children (and the kubeconfig phase) will need on every core; each child also works alone.
 pub fn certs_phase() -> Phase<InitData> {
     Phase::new("certs", "Make or reuse the cluster certificates and keys")
         .long_about(
@@ -671,7 +689,7 @@ pub fn certs_phase() -> Phase<InitData> {
              certificates signed by them and the service-account key pair. Existing valid files are reused; an \
              existing certificate that does not fit the configuration stops the run; nothing is overwritten.",
         )
-        .run(|ctx| pregenerate(ctx, Children::Certs))
+        .run(|ctx| reserve_keys(ctx, Children::Certs))
         .children(CERTIFICATES.iter().map(cert_phase))
         .child(service_account_phase())
 }
@@ -690,6 +708,6 @@ pub fn kubeconfig_phase() -> Phase<InitData> {
             "Write /etc/kubernetes/{admin,super-admin,kubelet,controller-manager,scheduler}.conf with client \
              certificates signed by the Kubernetes CA. An existing file is kept if it embeds the current CA.",
         )
-        .run(|ctx| pregenerate(ctx, Children::Kubeconfigs))
+        .run(|ctx| reserve_keys(ctx, Children::Kubeconfigs))
         .children(KUBECONFIGS.iter().map(kubeconfig_child))
 }

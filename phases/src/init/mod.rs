@@ -34,6 +34,10 @@ pub struct InitData {
     /// Facts about the machine the node phases decide from (cgroups, init system, ports in use, ...), gathered by
     /// the binary with `bosun::host::facts::node_facts(&node::fact_request(&config))` before the run.
     pub node: crate::node::NodeFacts,
+    /// The keys of this run, generated in the background by the `certs` and `kubeconfig` parents for their children.
+    pub keys: crate::certs::KeySupply,
+    /// Scheduled etcd backups to install (`--etcd-backup-every`); `None`: not asked for.
+    pub etcd_backup_schedule: Option<crate::etcd::schedule::InitSchedule>,
 }
 
 impl InitData {
@@ -57,6 +61,8 @@ impl InitData {
             no_certs_timer: false,
             cluster: crate::cluster::ClusterData::default(),
             node: crate::node::NodeFacts::default(),
+            keys: crate::certs::KeySupply::default(),
+            etcd_backup_schedule: None,
         }
     }
 
