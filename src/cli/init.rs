@@ -45,6 +45,16 @@ pub struct InitArgs {
     /// Do not install the daily timer (or cron entry) that renews certificates expiring within 30 days.
     #[arg(long, global = true)]
     pub no_certs_timer: bool,
+    /// Install scheduled, encrypted backups of this node's etcd member this often (minutes dividing an hour, hours
+    /// dividing a day, or 1d), as `bosun etcd backup schedule install` does. Off unless given.
+    #[arg(long, global = true, value_name = "INTERVAL")]
+    pub etcd_backup_every: Option<String>,
+    /// With --etcd-backup-every: how many backups to keep.
+    #[arg(long, global = true, default_value_t = 14, value_name = "N")]
+    pub etcd_backup_keep: usize,
+    /// With --etcd-backup-every: where the backups go.
+    #[arg(long, global = true, default_value = bosun_phases::etcd::DEFAULT_BACKUP_DIR, value_name = "DIR")]
+    pub etcd_backup_dir: PathBuf,
     /// Upload the control-plane certificates, encrypted with the certificate key, to the kubeadm-certs Secret so that
     /// `bosun join --control-plane --certificate-key K` can fetch them (they expire after 2 hours).
     #[arg(long, global = true)]
@@ -93,6 +103,24 @@ pub fn run(
     data.templates_dir = arguments.templates_dir.clone();
     data.offline = arguments.offline;
     data.no_certs_timer = arguments.no_certs_timer;
+    data.etcd_backup_schedule = arguments
+        .etcd_backup_every
+        .as_deref()
+        .map(|every| {
+            bosun_phases::etcd::schedule::Every::parse(every)
+                .map(|every| bosun_phases::etcd::schedule::InitSchedule {
+                    every,
+                    keep: arguments.etcd_backup_keep,
+                    directory: arguments.etcd_backup_dir.clone(),
+                })
+                .map_err(|message| {
+                    CliError::new(
+                        crate::exit::USAGE,
+                        message.replace("--every", "--etcd-backup-every"),
+                    )
+                })
+        })
+        .transpose()?;
     data.node = crate::host::facts::node_facts(&bosun_phases::node::fact_request(&data.config));
     data.cluster.connector = Some(std::sync::Arc::new(crate::host::kube::KubeConnector));
     data.cluster.upload_certs = arguments.upload_certs;

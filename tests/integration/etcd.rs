@@ -870,3 +870,101 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
         },
     );
 }
+
+const INIT_CONFIG: &str = "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: 192.0.2.10
+nodeRegistration:
+  name: cp-1
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.35.4
+";
+
+/// `bosun init phase etcd-backup-schedule` in `root` with the process service backend (so cron) and `extra` flags.
+fn init_backup_phase(root: &TempRoot, extra: &[&str]) -> std::process::Output {
+    let config = root.join("/cluster.yaml").display().to_string();
+    let mut arguments = vec![
+        "--service-backend",
+        "process",
+        "init",
+        "phase",
+        "etcd-backup-schedule",
+        "--config",
+        &config,
+    ];
+    arguments.extend_from_slice(extra);
+    crate::support::bosun_in(root, &arguments)
+}
+
+#[test]
+fn issue_7_init_installs_scheduled_backups_only_when_asked() {
+    let root = TempRoot::new();
+    root.write("/cluster.yaml", INIT_CONFIG.as_bytes());
+    let not_asked = init_backup_phase(&root, &[]);
+    assert_success(&not_asked);
+    assert!(
+        stderr(&not_asked).contains("skipped: not asked for"),
+        "{}",
+        stderr(&not_asked)
+    );
+    assert!(!root.join("/etc/cron.d/bosun-etcd-backup").exists());
+
+    let flags = [
+        "--etcd-backup-every",
+        "6h",
+        "--etcd-backup-keep",
+        "3",
+        "--etcd-backup-dir",
+        "/var/backups/etcd",
+    ];
+    let installed = init_backup_phase(&root, &flags);
+    assert_success(&installed);
+    let cron = root.read_string("/etc/cron.d/bosun-etcd-backup");
+    assert!(
+        cron.contains("0 */6 * * * root ")
+            && cron.contains(" etcd backup --output-file /var/backups/etcd --keep 3"),
+        "{cron}"
+    );
+    let key = std::fs::metadata(root.join("/etc/bosun/etcd-backup.key")).expect("key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(key.permissions().mode() & 0o777, 0o600);
+    assert!(root.join("/var/backups/etcd").is_dir());
+    // The standalone command reads back what init installed.
+    let status = crate::support::bosun_in(
+        &root,
+        &[
+            "etcd",
+            "backup",
+            "schedule",
+            "status",
+            "--dir",
+            "/var/backups/etcd",
+            "-o",
+            "json",
+        ],
+    );
+    assert_success(&status);
+    let document: serde_json::Value = serde_json::from_str(&stdout(&status)).expect("json");
+    assert_eq!(document["when"], "0 */6 * * *", "{document}");
+    assert_eq!(document["installed"], true);
+
+    let again = init_backup_phase(&root, &flags);
+    assert_success(&again);
+    assert!(
+        stderr(&again).contains("unchanged /etc/cron.d/bosun-etcd-backup")
+            && stderr(&again).contains("unchanged /etc/bosun/etcd-backup.key"),
+        "{}",
+        stderr(&again)
+    );
+
+    let bad = init_backup_phase(&root, &["--etcd-backup-every", "7h"]);
+    assert_exit(&bad, 2);
+    assert!(
+        stderr(&bad).contains("--etcd-backup-every \"7h\" does not divide"),
+        "{}",
+        stderr(&bad)
+    );
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::engine::{Artefact, Phase, PhaseCtx, PhaseError};
 use crate::host::{
     ensure_absent, ensure_file, run_checked, CommandSpec, Commands, Files, HostError, Outcome,
 };
@@ -303,6 +304,116 @@ pub fn status(files: &dyn Files) -> Result<ScheduleStatus, HostError> {
         command: None,
         when: None,
     })
+}
+
+/// Scheduled backups asked of `bosun init` (`--etcd-backup-every 6h --etcd-backup-keep 14 --etcd-backup-dir D`).
+/// kubeadm's configuration has no field for this and must load unchanged, so it is a flag, like `--no-certs-timer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitSchedule {
+    pub every: Every,
+    pub keep: usize,
+    pub directory: PathBuf,
+}
+
+/// The `init` phase `etcd-backup-schedule`: installs scheduled, encrypted backups of the local member (the same
+/// timer or cron entry as `bosun etcd backup schedule install`) and creates the backup key now, so that the first
+/// scheduled run does not make a key nobody has copied. `wanted` gives the schedule, or why there is none (not
+/// asked for, external etcd). The backups run the `bosun` found on the node's PATH, else
+/// [`crate::certops::timer::DEFAULT_PROGRAM`].
+pub fn init_phase<C: 'static>(wanted: fn(&C) -> Result<&InitSchedule, String>) -> Phase<C> {
+    Phase::new(
+        "etcd-backup-schedule",
+        "Install scheduled, encrypted backups of the local etcd member (--etcd-backup-every)",
+    )
+    .long_about(
+        "Install `bosun etcd backup --output-file DIR --keep N` as a systemd timer (or a cron entry where systemd \
+         is not PID 1) and create the backup key. Only with `bosun init --etcd-backup-every`; see \
+         `bosun etcd backup schedule --help`.",
+    )
+    .skip_if(move |data: &C| wanted(data).err())
+    .makes(|_: &C| {
+        [super::DEFAULT_KEY_FILE, CRON_FILE, SERVICE_FILE, TIMER_FILE]
+            .into_iter()
+            .map(|path| Artefact::File(PathBuf::from(path)))
+            .collect()
+    })
+    .run(move |ctx| {
+        let schedule = wanted(ctx.data).map_err(PhaseError::failed)?.clone();
+        install_for_init(ctx, &schedule)
+    })
+}
+
+/// The schedule `bosun init` was asked for (`InitData::etcd_backup_schedule`), or why there is none.
+pub fn wanted_by_init(data: &crate::init::InitData) -> Result<&InitSchedule, String> {
+    if data.config.external_etcd().is_some() {
+        return Err("etcd is external: back it up where it runs".to_owned());
+    }
+    data.etcd_backup_schedule
+        .as_ref()
+        .ok_or_else(|| "not asked for (bosun init --etcd-backup-every 6h turns it on)".to_owned())
+}
+
+fn install_for_init<C>(
+    ctx: &mut PhaseCtx<'_, C>,
+    schedule: &InitSchedule,
+) -> Result<(), PhaseError> {
+    let key_path = Path::new(super::DEFAULT_KEY_FILE);
+    let (_, created) = super::backup::load_or_create_key(ctx.host.files.as_ref(), key_path, true)
+        .map_err(|error| PhaseError::failed(error.to_string()))?;
+    let key_outcome = if created {
+        Outcome::Created
+    } else {
+        Outcome::Unchanged
+    };
+    ctx.record_with_detail(
+        key_path.display().to_string(),
+        key_outcome,
+        Some(
+            if created {
+                "generated"
+            } else {
+                "using existing"
+            }
+            .to_owned(),
+        ),
+    );
+    let program = ctx
+        .host
+        .commands
+        .find_program("bosun")
+        .unwrap_or_else(|| PathBuf::from(crate::certops::timer::DEFAULT_PROGRAM));
+    let plan = Schedule {
+        every: schedule.every,
+        keep: schedule.keep.max(1),
+        directory: schedule.directory.clone(),
+        program,
+        extra_arguments: Vec::new(),
+    };
+    let scheduler = if ctx.host.services.backend() == "systemd" {
+        Scheduler::Systemd
+    } else {
+        Scheduler::Cron
+    };
+    let changes = install(
+        ctx.host.files.as_ref(),
+        ctx.host.commands.as_ref(),
+        scheduler,
+        &plan,
+    )?;
+    for change in changes {
+        ctx.record(change.path.display().to_string(), change.outcome);
+    }
+    ctx.info(format!(
+        "backups every {} into {}, keeping {} ({})",
+        plan.every.text(),
+        plan.directory.display(),
+        plan.keep,
+        match scheduler {
+            Scheduler::Systemd => "systemd timer",
+            Scheduler::Cron => "cron entry",
+        }
+    ));
+    Ok(())
 }
 
 fn line_value(contents: &[u8], prefix: &str) -> Option<String> {

@@ -105,6 +105,9 @@ pub fn workflow() -> Workflow<InitData> {
         .phase(live(crate::node::kubelet_start_phase()))
         .phase(live(crate::certops::timer::init_phase(
             certs_timer_opted_out,
+        )))
+        .phase(live(crate::etcd::schedule::init_phase(
+            crate::etcd::schedule::wanted_by_init,
         )));
     for phase in crate::cluster::phases() {
         workflow = workflow.phase(phase);
