@@ -200,6 +200,32 @@ pub fn bridge_conflist(subnet: &str) -> String {
     )
 }
 
+/// A pod that looks up `kubernetes.default.svc.cluster.local` with busybox's nslookup (which sends the name as
+/// given: it does not apply the pod's search path, so `kubernetes.default` would be forwarded upstream). It
+/// tolerates the control-plane taint, as kubeadm's addons do, so it runs on the single node.
+fn dns_check_pod() -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: dns-check
+  namespace: default
+spec:
+  restartPolicy: Never
+  tolerations:
+  - key: node-role.kubernetes.io/control-plane
+    operator: Exists
+    effect: NoSchedule
+  containers:
+  - name: nslookup
+    image: {}
+    imagePullPolicy: Never
+    command: [nslookup, kubernetes.default.svc.cluster.local]
+",
+        crate::harness::images::BUSYBOX
+    )
+}
+
 /// Runs the real `bosun` in the node with the process service backend, the built binaries first on PATH.
 pub fn bosun(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Output {
     let bin = binaries.path("kubelet");
@@ -410,6 +436,52 @@ fn bosun_init_builds_a_ready_node() {
     });
     let addons_running = started.elapsed();
 
+    // A pod resolves the API server's service name through CoreDNS: the pod's resolv.conf from the kubelet,
+    // kube-proxy's rules for the kube-dns service, the bridge between the pods.
+    let images = tempfile::tempdir().expect("image directory");
+    crate::harness::images::import(
+        &node.path("/run/containerd/containerd.sock"),
+        &crate::harness::images::busybox_archive(images.path()),
+    );
+    let pod_path = "/etc/bosun-tier2/dns-check.yaml";
+    node.write(pod_path, dns_check_pod().as_bytes());
+    let applied = node.output(
+        binaries.path("kubectl"),
+        &[
+            "--kubeconfig=/etc/kubernetes/admin.conf",
+            "apply",
+            "-f",
+            pod_path,
+        ],
+    );
+    assert_ok("kubectl apply the DNS check pod", &applied);
+    let phase = crate::harness::wait_until("the DNS check pod to finish", STEP_TIMEOUT, || {
+        let pod = kubectl_json(
+            &node,
+            &binaries,
+            &["get", "pod", "dns-check", "--namespace=default"],
+        )?;
+        match pod["status"]["phase"].as_str() {
+            Some(phase @ ("Succeeded" | "Failed")) => Ok(phase.to_owned()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let logs = node.output(
+        binaries.path("kubectl"),
+        &[
+            "--kubeconfig=/etc/kubernetes/admin.conf",
+            "logs",
+            "dns-check",
+            "--namespace=default",
+        ],
+    );
+    let logs = String::from_utf8_lossy(&logs.stdout);
+    assert!(
+        phase == "Succeeded" && logs.contains("10.96.0.1"),
+        "the pod did not resolve kubernetes.default.svc.cluster.local to 10.96.0.1 ({phase}):\n{logs}"
+    );
+    let dns_checked = started.elapsed();
+
     // A second init finds everything as it should be and changes nothing (the kubelet is not restarted).
     let second = bosun(
         &node,
@@ -424,7 +496,7 @@ fn bosun_init_builds_a_ready_node() {
     );
     eprintln!(
         "tier 2: containerd and images {runtime_ready:?}, bosun init done {init_done:?}, node Ready {node_ready:?}, \
-         kube-proxy and CoreDNS running {addons_running:?}, second init {:?}",
+         kube-proxy and CoreDNS running {addons_running:?}, DNS from a pod {dns_checked:?}, second init {:?}",
         started.elapsed()
     );
 }

@@ -11,6 +11,7 @@
 //!   images of tests/e2e/make-images imported.
 //! - `node`: a real node (tier 2 and 3): network, mount, PID and UTS namespaces where bosun runs with the normal
 //!   root `/` over per-node overlays and directories, a cgroup root of its own, and a teardown that leaves nothing.
+//! - `images`: test workload images the harness packs itself (busybox), imported with `ctr`.
 //! - `network`: a bridge in a "switch" network namespace of its own connecting sandboxes and nodes, each with its
 //!   own address (`Network::attach`, `Sandbox::on_network`), for multi-node tiers; nothing of it is on the host.
 //! - `static_pods`: runs a node root's static-pod manifests the way the kubelet would, as processes in the sandbox:
@@ -20,6 +21,7 @@
 
 pub mod binaries;
 pub mod containerd;
+pub mod images;
 pub mod network;
 pub mod node;
 pub mod sandbox;
