@@ -28,6 +28,23 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The text of every progress event of a `-o json` run.
+fn progress(output: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["event"] == "progress")
+        .map(|event| {
+            format!(
+                "{} ({}/{})",
+                event["text"].as_str().unwrap_or_default(),
+                event["done"],
+                event["total"]
+            )
+        })
+        .collect()
+}
+
 /// A copy of the plane's configuration with `imageRepository` set, so the kube-proxy image changes.
 fn config_with_repository(plane: &Plane<'_>, file: &str, repository: &str) -> String {
     let text = std::fs::read_to_string(&plane.config)
@@ -566,7 +583,10 @@ fn kube_proxy_rolls_out_pod_by_pod_on_a_real_node_and_rolls_back() {
     );
     assert_ok("bosun init phase addon kube-proxy (new image)", &changed);
     let said = messages(&changed);
-    eprintln!("addon: tier-2 rollout said: {said:#?}");
+    eprintln!(
+        "addon: tier-2 rollout said: {said:#?}\nprogress: {:#?}",
+        progress(&changed)
+    );
     let after = kube_proxy_pods(&node, &binaries);
     assert_eq!(after.len(), 1, "{after:?}");
     let (new_pod, running_image) = after[0].clone();

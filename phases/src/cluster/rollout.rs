@@ -122,6 +122,13 @@ impl WorkloadRollout {
     }
 
     fn counts(&self) -> String {
+        // Until the controller has seen the change, the status counts describe the old template.
+        if self.generation > self.observed_generation {
+            return format!(
+                "waiting for the {} controller to observe generation {} (it has seen {})",
+                self.kind, self.generation, self.observed_generation
+            );
+        }
         format!(
             "{} of {} {} updated, {} ready, {} available",
             self.updated,
