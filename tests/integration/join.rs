@@ -990,6 +990,27 @@ fn a_worker_joins_with_the_printed_command_and_its_real_kubelet_bootstraps() {
         let mut join = vec!["-o", "json", "join"];
         join.extend(strings(&cluster.commands.worker));
         join.extend(local);
+        // A join that fails part-way (no kubelet on this host's PATH yet) has written the cluster CA and the
+        // bootstrap credentials; the same command, once the kubelet is installed, continues from there.
+        let mut without_kubelet = join.clone();
+        without_kubelet.push("--ignore-preflight-errors=FileExisting-kubelet,KubeletVersion");
+        let failed = worker
+            .command(env!("CARGO_BIN_EXE_bosun"))
+            .args(&without_kubelet)
+            .env("BOSUN_SERVICE_BACKEND", "process")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bosun join without a kubelet");
+        let failed_stderr = String::from_utf8_lossy(&failed.stderr);
+        assert_eq!(failed.status.code(), Some(5), "{failed_stderr}");
+        assert!(
+            failed_stderr.contains("kubelet is not installed"),
+            "{failed_stderr}"
+        );
+        assert!(worker
+            .path("/etc/kubernetes/bootstrap-kubelet.conf")
+            .exists());
+        assert!(!worker.path("/etc/kubernetes/kubelet.conf").exists());
         let joined = crate::tier2::bosun(&worker, &binaries, &join);
         assert!(
             joined.status.success(),
@@ -1003,6 +1024,15 @@ fn a_worker_joins_with_the_printed_command_and_its_real_kubelet_bootstraps() {
         assert!(
             events.contains("written by the kubelet's TLS bootstrap"),
             "{events}"
+        );
+        let resumed: Vec<serde_json::Value> = events
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|event| event["artefact"] == "/etc/kubernetes/bootstrap-kubelet.conf")
+            .collect();
+        assert!(
+            !resumed.is_empty() && resumed.iter().all(|event| event["outcome"] == "unchanged"),
+            "the re-run did not find the bootstrap credentials in place: {resumed:?}"
         );
 
         // The kubelet's CSR, made with the bootstrap token, was approved and signed by the real controller manager.
