@@ -18,8 +18,9 @@ use crate::settings::Settings;
 
 /// Follow, inspect and roll back the addons bosun owns (kube-proxy, coredns)
 ///
-/// kube-proxy is a DaemonSet (its revisions are ControllerRevisions), CoreDNS a Deployment (its revisions are
-/// ReplicaSets). A rollback restores a revision as `kubectl rollout undo` does, then follows the rollout.
+/// kube-proxy is a DaemonSet (its revisions are ControllerRevisions), CoreDNS a Deployment
+/// (its revisions are ReplicaSets). A rollback restores a revision as `kubectl rollout undo`
+/// does, then follows the rollout.
 ///
 /// Examples:
 ///   bosun addon status kube-proxy

@@ -628,3 +628,60 @@ fn kube_proxy_rolls_out_pod_by_pod_on_a_real_node_and_rolls_back() {
         "{said:?}"
     );
 }
+
+/// Bad input is refused before any cluster is contacted, in one sentence with a hint.
+#[test]
+fn addon_commands_refuse_bad_input_without_a_cluster() {
+    use crate::support::{assert_exit, bosun_in, TempRoot};
+
+    let root = TempRoot::new();
+    let missing = bosun_in(&root, &["addon", "status", "kube-proxy"]);
+    assert_exit(&missing, 1);
+    let text = stderr(&missing);
+    assert!(
+        text.contains("error: the kubeconfig /etc/kubernetes/admin.conf does not exist")
+            && text.contains(
+                "hint: run this on a control-plane node after `bosun init`, or pass --kubeconfig"
+            ),
+        "{text}"
+    );
+    let unknown = bosun_in(&root, &["addon", "history", "flannel"]);
+    assert_exit(&unknown, 2);
+    assert!(
+        stderr(&unknown).contains("invalid value 'flannel'"),
+        "{}",
+        stderr(&unknown)
+    );
+    let timeout = bosun_in(
+        &root,
+        &["addon", "rollback", "kube-proxy", "--timeout", "soon"],
+    );
+    assert_exit(&timeout, 2);
+    assert!(
+        stderr(&timeout).contains("--timeout \"soon\""),
+        "{}",
+        stderr(&timeout)
+    );
+    let negative = bosun_in(
+        &root,
+        &["addon", "rollback", "kube-proxy", "--to-revision", "0"],
+    );
+    assert_exit(&negative, 2);
+    // An API server that does not answer: exit code 6, naming the server.
+    root.write(
+        "/etc/kubernetes/admin.conf",
+        b"apiVersion: v1\nkind: Config\nclusters:\n- name: k\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
+          contexts:\n- name: k\n  context:\n    cluster: k\n    user: u\ncurrent-context: k\nusers:\n- name: u\n  user:\n    token: t\n",
+    );
+    let unreachable = bosun_in(&root, &["addon", "history", "coredns"]);
+    assert_exit(&unreachable, 6);
+    assert!(
+        stderr(&unreachable).contains("cannot reach the API server https://127.0.0.1:1"),
+        "{}",
+        stderr(&unreachable)
+    );
+    assert!(
+        !root.join("/var/lib/bosun/journal.json").exists(),
+        "nothing ran"
+    );
+}
