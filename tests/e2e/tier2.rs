@@ -370,7 +370,6 @@ fn bosun_init_builds_a_ready_node() {
     );
     assert_ok("bosun init", &first);
     let init_done = started.elapsed();
-    eprintln!("{}", String::from_utf8_lossy(&first.stderr));
 
     // The kubelet runs bosun's static pods from the local images (mirror pods prove it is the kubelet).
     for component in [
