@@ -227,7 +227,7 @@ fn main() {
     let mut written_mb = 0u64;
     let mut value = vec![0u8; 1 << 20];
     println!(
-        "etcd backup benchmark: bosun {} vs etcdctl snapshot save, {runs} runs each, median",
+        "etcd backup benchmark: bosun {} vs etcdctl snapshot save, {runs} interleaved runs each, median",
         bosun_program.display()
     );
     for target_mb in [large_mb / 4, large_mb] {
@@ -241,15 +241,18 @@ fn main() {
             written_mb += 1;
         }
         let database = client.status(&endpoint).expect("status").db_size as u64;
-        let mut rows = Vec::new();
-        for (name, encrypted) in [
+        let programs = [
             ("bosun etcd backup", true),
             ("bosun etcd backup --no-encrypt", false),
             ("etcdctl snapshot save", false),
-        ] {
-            let mut times = Vec::new();
-            let mut peak = 0;
-            for run_index in 0..runs {
+        ];
+        let mut times: Vec<Vec<Duration>> = programs.iter().map(|_| Vec::new()).collect();
+        let mut peaks = vec![0u64; programs.len()];
+        // Interleaved, in an order that rotates every run, so that all programs see the same load.
+        for run_index in 0..runs {
+            for offset in 0..programs.len() {
+                let index = (run_index + offset) % programs.len();
+                let (name, encrypted) = programs[index];
                 let output = root.join(format!("out-{run_index}.db"));
                 let _ = std::fs::remove_file(&output);
                 let (time, resident) = if name.starts_with("etcdctl") {
@@ -281,16 +284,21 @@ fn main() {
                     }
                     measure(&bosun_program, &arguments)
                 };
-                times.push(time);
-                peak = peak.max(resident);
+                times[index].push(time);
+                peaks[index] = peaks[index].max(resident);
                 let _ = std::fs::remove_file(&output);
             }
-            rows.push(Row {
+        }
+        let rows: Vec<Row> = programs
+            .iter()
+            .zip(times)
+            .zip(&peaks)
+            .map(|(((name, _), times), peak)| Row {
                 name,
                 time: median(times),
-                peak,
-            });
-        }
+                peak: *peak,
+            })
+            .collect();
         let etcdctl_time = rows.last().map(|row| row.time).unwrap_or_default();
         println!(
             "\ndatabase {:.1} MiB ({written_mb} MiB of values):",

@@ -4,7 +4,7 @@
 //! Guarantees: the file appears under its final name only complete, synced, and with both etcd's trailing hash and
 //! the SHA-256 checked (a temporary file in the same directory is renamed over it); a failed backup leaves no file.
 //! Memory stays flat: the snapshot passes through in 1 MiB pieces, and the database figures are read from the
-//! written frames with a cache of eight frames.
+//! written frames with a cache of eight frames (and one bit per frame to know which were read back).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -159,16 +159,22 @@ pub fn run_backup(
             reason: "its trailing SHA-256 does not match its contents".to_owned(),
         });
     }
+    // The figures are read from the frames just written; for an encrypted backup that read, completed with the frames
+    // it did not touch, is also the read-back of every data frame (each AES-GCM tag checked once).
     let stats = {
         let mut plaintext = writer
             .plaintext(request.key.as_ref(), data_frames)
             .map_err(format_error)?;
-        bolt::stats(&mut plaintext, digest.database_bytes()).map_err(|error| {
+        let stats = bolt::stats(&mut plaintext, digest.database_bytes()).map_err(|error| {
             BackupError::Snapshot {
                 endpoint: endpoint.clone(),
                 reason: error.to_string(),
             }
-        })?
+        })?;
+        if request.key.is_some() {
+            plaintext.authenticate_rest().map_err(format_error)?;
+        }
+        stats
     };
     let header = BackupHeader {
         format: "bosun-etcd-backup".to_owned(),
@@ -189,20 +195,27 @@ pub fn run_backup(
     let mut staged = writer
         .finish(&header, &digest, data_frames)
         .map_err(format_error)?;
-    // Read the file back before it gets its name: what was written is what will be restored.
-    staged
-        .rewind()
-        .map_err(|error| HostError::file("read back", path, &error))?;
-    let file_bytes = {
-        let mut counter = CountingReader {
-            inner: &mut staged,
-            count: 0,
-        };
-        let opened = format::open(&mut counter).map_err(format_error)?;
-        opened
-            .decrypt_to(request.key.as_ref(), &mut std::io::sink())
-            .map_err(format_error)?;
-        counter.count
+    // Read the file back before it gets its name: what was written is what will be restored. Encrypted: the data
+    // frames were read back and authenticated above, so only the prelude, header and final frame remain. Unencrypted
+    // frames have no tags: the whole file is read back and its SHA-256 checked.
+    let file_bytes = match request.key.as_ref() {
+        Some(key) => {
+            format::verify_ends(&mut staged, key, &digest, data_frames).map_err(format_error)?
+        }
+        None => {
+            staged
+                .rewind()
+                .map_err(|error| HostError::file("read back", path, &error))?;
+            let mut counter = CountingReader {
+                inner: &mut staged,
+                count: 0,
+            };
+            let opened = format::open(&mut counter).map_err(format_error)?;
+            opened
+                .decrypt_to(None, &mut std::io::sink())
+                .map_err(format_error)?;
+            counter.count
+        }
     };
     staged.commit()?;
     Ok(BackupSummary {

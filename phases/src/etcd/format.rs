@@ -415,6 +415,8 @@ pub struct FrameReader<'storage, S: Read + Seek> {
     key: Option<LessSafeKey>,
     data_frames: u32,
     cache: Vec<(u32, Vec<u8>)>,
+    /// One bit per data frame: opened and authenticated at least once (encrypted backups).
+    authenticated: Vec<u64>,
 }
 
 const FRAME_CACHE: usize = 8;
@@ -433,7 +435,34 @@ impl<'storage, S: Read + Seek> FrameReader<'storage, S> {
             key: key.map(BackupKey::aead).transpose()?,
             data_frames,
             cache: Vec::with_capacity(FRAME_CACHE),
+            authenticated: vec![0; (data_frames as usize).div_ceil(64)],
         })
+    }
+
+    fn is_authenticated(&self, index: u32) -> bool {
+        let index = index as usize;
+        self.authenticated
+            .get(index / 64)
+            .is_some_and(|word| word & (1 << (index % 64)) != 0)
+    }
+
+    /// Reads and authenticates every data frame that earlier reads did not touch, so that every data frame of an
+    /// encrypted backup has been read back from storage and its AES-GCM tag checked once. With [`verify_ends`] this
+    /// replaces a second full pass over the file. Unencrypted frames carry no tag: this refuses them.
+    pub fn authenticate_rest(&mut self) -> Result<(), FormatError> {
+        if self.key.is_none() {
+            return Err(FormatError::Io(
+                "an unencrypted backup has no frame tags to check; read it back whole".to_owned(),
+            ));
+        }
+        for index in 0..self.data_frames {
+            if !self.is_authenticated(index) {
+                self.frame(index).map_err(|error| {
+                    FormatError::Damaged(format!("reading back frame {index}: {error}"))
+                })?;
+            }
+        }
+        Ok(())
     }
 
     fn frame(&mut self, index: u32) -> io::Result<&[u8]> {
@@ -482,6 +511,9 @@ impl<'storage, S: Read + Seek> FrameReader<'storage, S> {
                     })?
                     .len();
                 payload.truncate(plain_length);
+                if let Some(word) = self.authenticated.get_mut(index as usize / 64) {
+                    *word |= 1 << (index % 64);
+                }
             }
             self.cache.push((index, payload));
         }
@@ -514,6 +546,100 @@ impl<S: Read + Seek> ReadAt for FrameReader<'_, S> {
         }
         Ok(())
     }
+}
+
+/// Reads back the prelude, the header slot and the final frame of an encrypted backup whose data frames were already
+/// read back and authenticated ([`FrameReader::authenticate_rest`]), and checks them as [`OpenedBackup::decrypt_to`]
+/// does: the prelude is this backup's, the final frame opens, counts `data_frames`, records `digest` and the header
+/// slot's SHA-256, and nothing follows it. Returns the file's length.
+pub fn verify_ends<S: Read + Seek>(
+    storage: &mut S,
+    key: &BackupKey,
+    digest: &StreamDigest,
+    data_frames: u32,
+) -> Result<u64, FormatError> {
+    storage.seek(SeekFrom::Start(0))?;
+    let opened = open(&mut *storage)?;
+    if !opened.prelude.encrypted || opened.prelude.key_id != key.id() {
+        return Err(FormatError::Damaged(
+            "the prelude read back is not the one written".to_owned(),
+        ));
+    }
+    if opened.header.snapshot_sha256 != digest.sha256 {
+        return Err(FormatError::Damaged(
+            "the header's SHA-256 does not match the snapshot".to_owned(),
+        ));
+    }
+    let header_sha256 = hex::encode(digest::digest(&digest::SHA256, &opened.header_slot).as_ref());
+    let prelude = opened.prelude;
+    let prelude_bytes = opened.prelude_bytes;
+    // Every data frame but the last holds a full chunk; the last holds the rest of the snapshot.
+    let data_bytes = match u64::from(data_frames).checked_sub(1) {
+        None => 0,
+        Some(full_frames) => {
+            let rest = digest
+                .total_bytes
+                .checked_sub(full_frames * u64::from(prelude.chunk_size))
+                .ok_or_else(|| {
+                    FormatError::Damaged(
+                        "the frame count does not fit the snapshot's size".to_owned(),
+                    )
+                })?;
+            full_frames * prelude.frame_stride() + FRAME_HEADER as u64 + rest + TAG_LEN as u64
+        }
+    };
+    storage.seek(SeekFrom::Start(DATA_START + data_bytes))?;
+    let mut frame_header = [0u8; FRAME_HEADER];
+    if read_up_to(storage, &mut frame_header)? < FRAME_HEADER {
+        return Err(FormatError::Truncated(
+            "it ends before its final frame".to_owned(),
+        ));
+    }
+    let length = u32::from_be_bytes([
+        frame_header[0],
+        frame_header[1],
+        frame_header[2],
+        frame_header[3],
+    ]) as usize;
+    if frame_header[4] != KIND_FINAL || !(TAG_LEN..=MAX_TRAILER + TAG_LEN).contains(&length) {
+        return Err(FormatError::Damaged(
+            "the final frame has an invalid header".to_owned(),
+        ));
+    }
+    let mut payload = vec![0u8; length];
+    if read_up_to(storage, &mut payload)? < length {
+        return Err(FormatError::Truncated(
+            "the file ends inside its final frame".to_owned(),
+        ));
+    }
+    let plaintext = key
+        .aead()?
+        .open_in_place(
+            prelude.nonce(data_frames, KIND_FINAL),
+            Aad::from(prelude_bytes),
+            &mut payload,
+        )
+        .map_err(|_| {
+            FormatError::Damaged("the final frame fails AES-GCM authentication".to_owned())
+        })?;
+    let trailer: Trailer = serde_json::from_slice(plaintext)
+        .map_err(|error| FormatError::Damaged(format!("the final frame is not valid: {error}")))?;
+    if trailer.data_frames != data_frames
+        || trailer.snapshot_sha256 != digest.sha256
+        || trailer.snapshot_bytes != digest.total_bytes
+        || trailer.header_sha256 != header_sha256
+    {
+        return Err(FormatError::Damaged(
+            "the final frame read back does not record what was written".to_owned(),
+        ));
+    }
+    let mut extra = [0u8; 1];
+    if read_up_to(storage, &mut extra)? != 0 {
+        return Err(FormatError::Damaged(
+            "bytes follow the final frame".to_owned(),
+        ));
+    }
+    Ok(storage.stream_position()?)
 }
 
 /// A backup opened for reading: its prelude and header are known, its frames not yet checked.
@@ -764,6 +890,65 @@ mod tests {
         let mut output = Vec::new();
         opened.decrypt_to(key, &mut output)?;
         Ok(output)
+    }
+
+    /// Writes an encrypted backup the way `run_backup` does (a partial random read of the frames, the rest
+    /// authenticated, then the header and final frame, and only those read back). `damage_frames` changes the file
+    /// after the data frames are written, `damage_ends` after the final frame is.
+    fn read_back_by_frames(
+        snapshot_length: usize,
+        damage_frames: impl FnOnce(&mut Vec<u8>),
+        damage_ends: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<u64, FormatError> {
+        let key = BackupKey::from_bytes([7u8; 32]);
+        let snapshot = fake_snapshot(snapshot_length);
+        let mut writer =
+            BackupWriter::new(Cursor::new(Vec::new()), Some(&key), 1024).expect("writer");
+        writer.write_snapshot(&snapshot).expect("write");
+        let (digest, frames) = writer.end_data().expect("end");
+        damage_frames(writer.storage.get_mut());
+        {
+            let mut plain = writer.plaintext(Some(&key), frames).expect("plaintext");
+            let mut first = [0u8; 100];
+            plain.read_exact_at(0, &mut first).expect("read");
+            plain.authenticate_rest()?;
+        }
+        let mut storage = writer
+            .finish(&header_for(&digest, true), &digest, frames)
+            .expect("finish");
+        damage_ends(storage.get_mut());
+        let length = verify_ends(&mut storage, &key, &digest, frames)?;
+        assert_eq!(length, storage.get_ref().len() as u64);
+        Ok(length)
+    }
+
+    #[test]
+    fn frames_authenticated_once_and_the_ends_read_back_accept_a_good_backup() {
+        // A short last data frame, a full one, and a single frame.
+        for length in [10_000, 10 * 1024 - 32, 500] {
+            read_back_by_frames(length, |_| {}, |_| {}).expect("verified");
+        }
+    }
+
+    #[test]
+    fn damage_after_writing_is_caught_by_the_frame_and_end_read_backs() {
+        let frame_five = (DATA_START + 5 * (5 + 1024 + 16) + 100) as usize;
+        let error = read_back_by_frames(10_000, |bytes| bytes[frame_five] ^= 1, |_| {})
+            .expect_err("frame damaged");
+        assert!(error.to_string().contains("frame 5"), "{error}");
+        let error = read_back_by_frames(
+            10_000,
+            |_| {},
+            |bytes| {
+                let last = bytes.len() - 3;
+                bytes[last] ^= 1;
+            },
+        )
+        .expect_err("final frame damaged");
+        assert!(error.to_string().contains("final frame"), "{error}");
+        let error = read_back_by_frames(10_000, |_| {}, |bytes| bytes[PRELUDE_LEN + 5] = b'x')
+            .expect_err("header damaged");
+        assert!(matches!(error, FormatError::Damaged(_)), "{error}");
     }
 
     #[test]

@@ -29,8 +29,10 @@ impl StreamDigest {
 }
 
 /// Hashes a snapshot as it streams: the whole stream, and the stream without its last 32 bytes.
+///
+/// One SHA-256 pass serves both: the body is hashed as it passes (the last 32 bytes held back), and the whole
+/// stream's hash is the body's state, copied at the end, fed the held-back tail.
 pub struct StreamHasher {
-    whole: digest::Context,
     body: digest::Context,
     tail: Vec<u8>,
     total: u64,
@@ -39,7 +41,6 @@ pub struct StreamHasher {
 impl Default for StreamHasher {
     fn default() -> Self {
         StreamHasher {
-            whole: digest::Context::new(&digest::SHA256),
             body: digest::Context::new(&digest::SHA256),
             tail: Vec::with_capacity(2 * ETCD_HASH_LEN),
             total: 0,
@@ -53,7 +54,6 @@ impl StreamHasher {
     }
 
     pub fn update(&mut self, bytes: &[u8]) {
-        self.whole.update(bytes);
         self.total += bytes.len() as u64;
         if bytes.len() >= ETCD_HASH_LEN {
             // Everything held back so far, and all but the last 32 new bytes, belong to the body.
@@ -73,11 +73,13 @@ impl StreamHasher {
     }
 
     pub fn finish(self) -> StreamDigest {
+        let mut whole = self.body.clone();
+        whole.update(&self.tail);
         let etcd_hash_ok =
             self.tail.len() == ETCD_HASH_LEN && self.body.finish().as_ref() == self.tail.as_slice();
         StreamDigest {
             total_bytes: self.total,
-            sha256: hex::encode(self.whole.finish().as_ref()),
+            sha256: hex::encode(whole.finish().as_ref()),
             etcd_hash_ok,
         }
     }
