@@ -1280,6 +1280,110 @@ mod tests {
         assert_eq!(template["spec"]["containers"][0]["image"], OLD);
     }
 
+    fn replica_set(revision: i64, hash: &str, image: &str) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": format!("coredns-{hash}"),
+                "uid": format!("rs-{hash}"),
+                "labels": {"k8s-app": "kube-dns", "pod-template-hash": hash},
+                "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}
+            },
+            "spec": {
+                "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                "template": {
+                    "metadata": {"labels": {"k8s-app": "kube-dns", "pod-template-hash": hash}},
+                    "spec": {"containers": [{"name": "coredns", "image": image, "resources": {}}]}
+                }
+            }
+        }))
+        .expect("ReplicaSet")
+    }
+
+    #[test]
+    fn a_deployment_is_done_when_no_old_replica_is_left_and_all_are_available() {
+        let deployment = |status: Value| -> LiveDeployment {
+            Live::from_value(json!({
+                "metadata": {"name": "coredns", "namespace": "kube-system", "uid": "d-uid", "generation": 2},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                    "template": {
+                        "metadata": {"labels": {"k8s-app": "kube-dns"}, "creationTimestamp": null},
+                        "spec": {"containers": [{"name": "coredns", "image": "coredns:v2"}]}
+                    }
+                },
+                "status": status
+            }))
+            .expect("Deployment")
+        };
+        let replica_sets = [
+            replica_set(1, "old", "coredns:v1"),
+            replica_set(2, "new", "coredns:v2"),
+        ];
+        let pod = |name: &str, hash: &str, ready: bool| -> Pod {
+            let mut pod = pod(name, "node-a", "unused", ready, None);
+            pod.metadata.labels = Some(BTreeMap::from([(
+                POD_TEMPLATE_HASH_LABEL.to_owned(),
+                hash.to_owned(),
+            )]));
+            pod
+        };
+        let rolling = assess_deployment(
+            &deployment(
+                json!({"observedGeneration": 2, "replicas": 3, "updatedReplicas": 2,
+                               "readyReplicas": 2, "availableReplicas": 2}),
+            ),
+            &replica_sets,
+            &[
+                pod("coredns-new-a", "new", true),
+                pod("coredns-new-b", "new", true),
+                pod("coredns-old-a", "old", true),
+            ],
+            &[node("node-a", Some(true))],
+        );
+        assert_eq!(
+            rolling.revision,
+            Some(2),
+            "the template matches revision 2 whatever its hash label"
+        );
+        assert!(!rolling.complete);
+        assert_eq!(
+            rolling.message,
+            "Waiting for deployment \"coredns\" rollout to finish: 1 old replicas are pending termination..."
+        );
+        assert_eq!(
+            rolling.pending_nodes(),
+            ["pod coredns-old-a (node node-a): runs the old template (revision 1), Running"]
+        );
+        let done = assess_deployment(
+            &deployment(
+                json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 2,
+                               "readyReplicas": 2, "availableReplicas": 2}),
+            ),
+            &replica_sets,
+            &[
+                pod("coredns-new-a", "new", true),
+                pod("coredns-new-b", "new", true),
+            ],
+            &[node("node-a", Some(true))],
+        );
+        assert!(done.complete, "{done:?}");
+        assert_eq!(done.object(), "Deployment kube-system/coredns");
+        let stuck = assess_deployment(
+            &deployment(
+                json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 1,
+                               "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]}),
+            ),
+            &replica_sets,
+            &[],
+            &[],
+        );
+        assert_eq!(
+            stuck.message,
+            "deployment \"coredns\" exceeded its progress deadline"
+        );
+    }
+
     #[test]
     fn durations_read_as_typed() {
         assert_eq!(humanize(Duration::from_secs(300)), "5m");
