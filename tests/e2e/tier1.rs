@@ -301,8 +301,50 @@ fn bosun_files_run_as_a_control_plane() {
     // admin.conf's group is bound by bosun's cluster phases (tested in tests/integration/cluster.rs); the
     // certificates and kubeconfigs written here are proven through super-admin.conf and the components' own.
     assert_control_plane_works_as(&sandbox, &binaries, root.path(), "super-admin.conf");
+    assert_every_org_is_a_group(&sandbox, &binaries, &root);
     eprintln!(
         "tier 1: bosun's control plane checked in {:?}",
         started.elapsed()
+    );
+}
+
+/// Issue 3: `bosun kubeconfig user` with several `--org` gives a client certificate whose every organisation the real
+/// kube-apiserver maps to a group (in the certificate's order, which is DER order, as kubeadm's).
+fn assert_every_org_is_a_group(sandbox: &Sandbox, binaries: &Binaries, root: &TempRoot) {
+    let root_path = root.path().to_str().expect("utf-8 root");
+    let config = root.join("/bosun.yaml");
+    let arguments = [
+        "--root",
+        root_path,
+        "kubeconfig",
+        "user",
+        "--client-name",
+        "alice",
+        "--org",
+        "zeta",
+        "--org",
+        "b",
+        "--org",
+        "alpha",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ];
+    let user = sandbox.output(env!("CARGO_BIN_EXE_bosun"), &arguments);
+    assert_ok("bosun kubeconfig user", &user);
+    root.write("/etc/kubernetes/alice.conf", &user.stdout);
+    let whoami = kubectl_as(
+        sandbox,
+        binaries,
+        root.path(),
+        "alice.conf",
+        &["auth", "whoami", "-o", "json"],
+    );
+    assert_ok("kubectl auth whoami", &whoami);
+    let review: serde_json::Value = serde_json::from_slice(&whoami.stdout).expect("JSON");
+    assert_eq!(review["status"]["userInfo"]["username"], "alice");
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        serde_json::json!(["b", "zeta", "alpha", "system:authenticated"]),
+        "{review}"
     );
 }
