@@ -17,8 +17,11 @@ use bosun_phases::node::cgroup::CgroupDriver;
 use bosun_phases::node::{kubelet, runtime, NodeFacts};
 use bosun_phases::render::Templates;
 
+use crate::cluster::{assert_ok, with_control_plane, Plane};
+use crate::harness::wait_until;
 use crate::node::cri_status_config;
 use crate::support::{assert_exit, assert_success, bosun_in, stderr, stdout, TempRoot};
+use crate::tier1::kubectl_as;
 
 /// The API server endpoint of the test node: nothing listens on port 1, so the cluster steps are skipped.
 const CONFIG: &str = "apiVersion: kubeadm.k8s.io/v1beta4
@@ -43,7 +46,136 @@ const MIGRATION_STATE: &str = "/var/lib/bosun/cgroup-driver-migration.json";
 /// the process backend (not started).
 struct Node {
     root: TempRoot,
+    runtime: RuntimeFiles,
     services: ProcessServices,
+}
+
+/// containerd's root, state and socket, outside the node root (a socket is no file a root listing can read) and
+/// apart from any other containerd on the host.
+pub struct RuntimeFiles {
+    directory: tempfile::TempDir,
+}
+
+impl RuntimeFiles {
+    pub fn new() -> RuntimeFiles {
+        RuntimeFiles {
+            directory: tempfile::Builder::new()
+                .prefix("bosun-cgroup-containerd-")
+                .tempdir()
+                .expect("containerd directory"),
+        }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.directory.path().join("containerd.sock")
+    }
+}
+
+/// Writes what a node set up for the systemd driver has into `root`: the kubelet's config.yaml rendered by bosun, its
+/// flags, containerd's config.toml rendered by bosun over a user's file, a link to containerd under the root (so that
+/// a test can take it away), and a kubelet stand-in running `standin_body` after logging the driver its config.yaml
+/// names and whether the runtime answers, as the kubelet finds out at start. Installs both services (not started).
+pub fn configure_node(
+    root: &TempRoot,
+    runtime_files: &RuntimeFiles,
+    standin_body: &str,
+) -> ProcessServices {
+    let config = bosun_config::load(
+        "test",
+        CONFIG,
+        &bosun_config::HostFacts {
+            hostname: "node-1".to_owned(),
+            default_address: None,
+        },
+    )
+    .expect("config");
+    let facts = NodeFacts {
+        gathered: true,
+        hostname: "node-1".to_owned(),
+        ..NodeFacts::default()
+    };
+    let effective = kubelet::effective_configuration(&config, CgroupDriver::Systemd, &facts);
+    let text =
+        kubelet::config_file(&Templates::embedded(), &effective, None).expect("kubelet config");
+    assert!(text.contains("cgroupDriver: systemd"), "{text}");
+    root.write("/var/lib/kubelet/config.yaml", text.as_bytes());
+    root.write(
+        "/var/lib/kubelet/kubeadm-flags.env",
+        b"KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/containerd/containerd.sock\"\n",
+    );
+
+    let base = runtime_files.directory.path();
+    let socket = runtime_files.socket();
+    let mut context = runtime::containerd_context(
+        &format!("unix://{}", socket.display()),
+        "registry.k8s.io/pause:3.10.1",
+        CgroupDriver::Systemd,
+    );
+    context.root = Some(base.join("root").display().to_string());
+    context.state = Some(base.join("state").display().to_string());
+    context.opt_path = Some(base.join("opt").display().to_string());
+    context.netns_mounts_under_state_dir = true;
+    let merged = runtime::containerd_config_file(
+        &Templates::embedded(),
+        runtime::containerd_template(1),
+        &context,
+        Some(USER_CONTAINERD),
+    )
+    .expect("containerd config");
+    root.write("/etc/containerd/config.toml", merged.as_bytes());
+
+    let program = root.join("/usr/local/bin/containerd");
+    std::fs::create_dir_all(program.parent().expect("parent")).expect("bin dir");
+    std::os::unix::fs::symlink(
+        which::which("containerd").expect("containerd is installed"),
+        &program,
+    )
+    .expect("link containerd");
+    let standin = root.join("/usr/local/bin/kubelet");
+    std::fs::write(
+        &standin,
+        format!(
+            "#!/bin/sh\n\
+             driver=$(sed -n 's/^cgroupDriver: //p' {config})\n\
+             if ctr --address {socket} version >/dev/null 2>&1; then runtime=answers; else runtime=down; fi\n\
+             echo \"started driver=$driver runtime=$runtime\" >> {log}\n\
+             {standin_body}\n",
+            config = root.join("/var/lib/kubelet/config.yaml").display(),
+            socket = socket.display(),
+            log = root.join("/var/log/kubelet-standin.log").display(),
+        ),
+    )
+    .expect("write the stand-in");
+    std::fs::set_permissions(
+        &standin,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+
+    let services = ProcessServices::new(
+        LocalFiles::new(root.path()),
+        PathBuf::from(env!("CARGO_BIN_EXE_bosun")),
+    );
+    let config_toml = root.join("/etc/containerd/config.toml");
+    for (name, program, arguments) in [
+        (
+            "containerd",
+            program.display().to_string(),
+            vec!["--config".to_owned(), config_toml.display().to_string()],
+        ),
+        ("kubelet", standin.display().to_string(), Vec::new()),
+    ] {
+        services
+            .install(&ServiceSpec {
+                name: name.to_owned(),
+                description: format!("test {name}"),
+                command: CommandSpec::new(program).args(arguments),
+                environment_files: Vec::new(),
+                restart_after_seconds: 1,
+            })
+            .expect("install");
+    }
+    services
 }
 
 impl Node {
@@ -64,113 +196,17 @@ impl Node {
                 config_path.to_str().expect("utf-8"),
             ],
         ));
-
-        // The kubelet's config.yaml, rendered by bosun for the systemd driver.
-        let config = bosun_config::load(
-            "test",
-            CONFIG,
-            &bosun_config::HostFacts {
-                hostname: "node-1".to_owned(),
-                default_address: None,
-            },
-        )
-        .expect("config");
-        let facts = NodeFacts {
-            gathered: true,
-            hostname: "node-1".to_owned(),
-            ..NodeFacts::default()
-        };
-        let effective = kubelet::effective_configuration(&config, CgroupDriver::Systemd, &facts);
-        let text =
-            kubelet::config_file(&Templates::embedded(), &effective, None).expect("kubelet config");
-        assert!(text.contains("cgroupDriver: systemd"), "{text}");
-        root.write("/var/lib/kubelet/config.yaml", text.as_bytes());
-        root.write(
-            "/var/lib/kubelet/kubeadm-flags.env",
-            b"KUBELET_KUBEADM_ARGS=\"--container-runtime-endpoint=unix:///run/containerd/containerd.sock\"\n",
-        );
-
-        // containerd's config.toml: bosun's settings for the systemd driver over the user's file, with containerd's
-        // root, state and socket under the test root so that it runs beside any other containerd on the host.
-        let socket = root.join("/run/containerd/containerd.sock");
-        std::fs::create_dir_all(socket.parent().expect("parent")).expect("run dir");
-        let mut context = runtime::containerd_context(
-            &format!("unix://{}", socket.display()),
-            "registry.k8s.io/pause:3.10.1",
-            CgroupDriver::Systemd,
-        );
-        context.root = Some(root.join("/var/lib/containerd").display().to_string());
-        context.state = Some(root.join("/run/containerd/state").display().to_string());
-        context.opt_path = Some(root.join("/opt/containerd").display().to_string());
-        context.netns_mounts_under_state_dir = true;
-        let merged = runtime::containerd_config_file(
-            &Templates::embedded(),
-            runtime::containerd_template(1),
-            &context,
-            Some(USER_CONTAINERD),
-        )
-        .expect("containerd config");
-        root.write("/etc/containerd/config.toml", merged.as_bytes());
-
-        // The runtime's program is a link under the root, so that a test can take it away.
-        let program = root.join("/usr/local/bin/containerd");
-        std::fs::create_dir_all(program.parent().expect("parent")).expect("bin dir");
-        std::os::unix::fs::symlink(
-            which::which("containerd").expect("containerd is installed"),
-            &program,
-        )
-        .expect("link containerd");
-        // The kubelet stand-in: it logs the driver its config.yaml names and whether the runtime answers, as the
-        // kubelet would find out at start, and stays up until it is stopped.
-        let standin = root.join("/usr/local/bin/kubelet");
-        std::fs::write(
-            &standin,
-            format!(
-                "#!/bin/sh\n\
-                 driver=$(sed -n 's/^cgroupDriver: //p' {config})\n\
-                 if ctr --address {socket} version >/dev/null 2>&1; then runtime=answers; else runtime=down; fi\n\
-                 echo \"started driver=$driver runtime=$runtime\" >> {log}\n\
-                 exec sleep 1000000\n",
-                config = root.join("/var/lib/kubelet/config.yaml").display(),
-                socket = socket.display(),
-                log = root.join("/var/log/kubelet-standin.log").display(),
-            ),
-        )
-        .expect("write the stand-in");
-        std::fs::set_permissions(
-            &standin,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .expect("chmod");
-
-        let services = ProcessServices::new(
-            LocalFiles::new(root.path()),
-            PathBuf::from(env!("CARGO_BIN_EXE_bosun")),
-        );
-        let config_toml = root.join("/etc/containerd/config.toml");
-        for (name, program, arguments) in [
-            (
-                "containerd",
-                program.display().to_string(),
-                vec!["--config".to_owned(), config_toml.display().to_string()],
-            ),
-            ("kubelet", standin.display().to_string(), Vec::new()),
-        ] {
-            services
-                .install(&ServiceSpec {
-                    name: name.to_owned(),
-                    description: format!("test {name}"),
-                    command: CommandSpec::new(program).args(arguments),
-                    environment_files: Vec::new(),
-                    restart_after_seconds: 1,
-                })
-                .expect("install");
+        let runtime = RuntimeFiles::new();
+        let services = configure_node(&root, &runtime, "exec sleep 1000000");
+        Node {
+            root,
+            runtime,
+            services,
         }
-        Node { root, services }
     }
 
     fn socket(&self) -> PathBuf {
-        self.root.join("/run/containerd/containerd.sock")
+        self.runtime.socket()
     }
 
     /// Starts containerd and the kubelet stand-in, as a running node has them.
@@ -262,24 +298,6 @@ impl Drop for Node {
         }
         let _ = self.services.stop("kubelet");
         let _ = self.services.stop("containerd");
-        // The root's listing on failure reads every file, which a socket is not.
-        remove_sockets(self.root.path());
-    }
-}
-
-fn remove_sockets(directory: &Path) {
-    use std::os::unix::fs::FileTypeExt;
-    let Ok(entries) = std::fs::read_dir(directory) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        match entry.file_type() {
-            Ok(kind) if kind.is_dir() => remove_sockets(&entry.path()),
-            Ok(kind) if kind.is_socket() || kind.is_fifo() => {
-                let _ = std::fs::remove_file(entry.path());
-            }
-            _ => {}
-        }
     }
 }
 
@@ -561,5 +579,169 @@ fn switching_to_systemd_on_a_host_without_systemd_is_refused_and_changes_nothing
         node.root.snapshot(),
         before,
         "a refused migration changed the node"
+    );
+}
+
+/// Stops the services a test's migration started (they run in the host's PID namespace, not in the sandbox).
+struct StopServices<'a>(&'a ProcessServices);
+
+impl Drop for StopServices<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.stop("kubelet");
+        let _ = self.0.stop("containerd");
+    }
+}
+
+/// A file for `kubectl create -f` in the root.
+fn manifest(plane: &Plane<'_>, name: &str, object: serde_json::Value) -> String {
+    let path = format!("/manifests/{name}.json");
+    plane.root.write(&path, object.to_string().as_bytes());
+    plane.root.join(&path).display().to_string()
+}
+
+fn kubectl_ok(plane: &Plane<'_>, arguments: &[&str]) -> Output {
+    let output = plane.kubectl(arguments);
+    assert_ok(&format!("kubectl {}", arguments.join(" ")), &output);
+    output
+}
+
+/// The drain, the kubelet-config ConfigMap, the Ready wait and uncordon against a real control plane (tier 1): a Node
+/// object with a bare pod guarded by a PodDisruptionBudget and a DaemonSet's pod bound to it, the kubelet stand-in
+/// posting the Node's Ready condition as a kubelet does, and bosun run inside the control plane's sandbox.
+#[test]
+fn the_drain_respects_budgets_spares_daemonset_pods_and_the_migration_uncordons_a_ready_node() {
+    with_control_plane(
+        "cgroup::the_drain_respects_budgets_spares_daemonset_pods_and_the_migration_uncordons_a_ready_node",
+        "tier1-cgroup",
+        |plane| {
+            let node = plane.sandbox.hostname().to_owned();
+            // kubeadm's single phases do not bind admin.conf's group; `kubeadm init` does it with super-admin.conf.
+            let binding = kubectl_as(
+                plane.sandbox,
+                plane.binaries,
+                plane.root.path(),
+                "super-admin.conf",
+                &["create", "clusterrolebinding", "kubeadm:cluster-admins", "--clusterrole=cluster-admin", "--group=kubeadm:cluster-admins"],
+            );
+            assert_ok("kubectl create clusterrolebinding", &binding);
+            plane.init_phase(&["upload-config", "kubelet"], &[]);
+            let config_map = plane.get_json(&["configmap", "kubelet-config", "--namespace=kube-system"]);
+            assert!(
+                config_map["data"]["kubelet"].as_str().unwrap_or_default().contains("cgroupDriver: systemd"),
+                "{config_map:#}"
+            );
+
+            let runtime_files = RuntimeFiles::new();
+            let kubectl = plane.binaries.path("kubectl");
+            let admin = plane.root.join("/etc/kubernetes/admin.conf");
+            // The stand-in posts Ready with a fresh heartbeat every 2 s, as the kubelet's status updates do.
+            let heartbeat = format!(
+                "while true; do\n\
+                 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n\
+                 {kubectl} --kubeconfig {admin} patch node {node} --subresource=status --type=merge -p \
+                 \"{{\\\"status\\\":{{\\\"conditions\\\":[{{\\\"type\\\":\\\"Ready\\\",\\\"status\\\":\\\"True\\\",\\\"reason\\\":\\\"KubeletReady\\\",\\\"message\\\":\\\"stand-in\\\",\\\"lastHeartbeatTime\\\":\\\"$now\\\",\\\"lastTransitionTime\\\":\\\"$now\\\"}}]}}}}\" >/dev/null\n\
+                 sleep 2\n\
+                 done",
+                kubectl = kubectl.display(),
+                admin = admin.display(),
+            );
+            configure_node(plane.root, &runtime_files, &heartbeat);
+
+            let pod = |name: &str, labels: serde_json::Value| {
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": name, "namespace": "default", "labels": labels},
+                    "spec": {"nodeName": node, "terminationGracePeriodSeconds": 0,
+                             "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10.1"}]}
+                })
+            };
+            let files = [
+                manifest(plane, "node", serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "labels": {"bosun-test": "cgroup"}}})),
+                manifest(plane, "web", pod("web", serde_json::json!({"app": "web"}))),
+                manifest(plane, "agent", pod("agent-1", serde_json::json!({"app": "bosun-agent"}))),
+                manifest(plane, "budget", serde_json::json!({
+                    "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                    "metadata": {"name": "web", "namespace": "default"},
+                    "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "web"}}}
+                })),
+                // Adopts agent-1 (same labels, a node it should run on); OnDelete, so it never replaces it.
+                manifest(plane, "daemonset", serde_json::json!({
+                    "apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": "bosun-agent", "namespace": "default"},
+                    "spec": {
+                        "selector": {"matchLabels": {"app": "bosun-agent"}},
+                        "updateStrategy": {"type": "OnDelete"},
+                        "template": {
+                            "metadata": {"labels": {"app": "bosun-agent"}},
+                            "spec": {"nodeSelector": {"bosun-test": "cgroup"}, "terminationGracePeriodSeconds": 0,
+                                     "containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10.1"}]}
+                        }
+                    }
+                })),
+            ];
+            for file in &files {
+                kubectl_ok(plane, &["create", "-f", file]);
+            }
+            // A running pod is what a budget protects (the Eviction API lets pending pods go).
+            kubectl_ok(plane, &["patch", "pod", "web", "--subresource=status", "--type=merge", "-p", r#"{"status":{"phase":"Running"}}"#]);
+            wait_until("the DaemonSet to adopt agent-1", Duration::from_secs(60), || {
+                let agent = plane.get_json(&["pod", "agent-1"]);
+                match agent["metadata"]["ownerReferences"][0]["kind"].as_str() {
+                    Some("DaemonSet") => Ok(()),
+                    _ => Err(agent["metadata"].to_string()),
+                }
+            });
+
+            // bosun runs in the sandbox's network (to reach its API server) but the host's PID namespace: the process
+            // backend's pid files must mean the same processes as the host's /proc, which the sandbox shares.
+            let services = ProcessServices::new(
+                LocalFiles::new(plane.root.path()),
+                PathBuf::from(env!("CARGO_BIN_EXE_bosun")),
+            );
+            let _stop = StopServices(&services);
+            let migrate = |extra: &[&str]| {
+                let mut command = std::process::Command::new("nsenter");
+                command
+                    .arg(format!("--target={}", plane.sandbox.pid()))
+                    .args(["--net", "--uts", "--"])
+                    .arg(env!("CARGO_BIN_EXE_bosun"))
+                    .args(["--root", plane.root.path().to_str().expect("utf-8")])
+                    .args(["--service-backend", "process", "node", "cgroup-driver", "cgroupfs", "--force"])
+                    .args(["--runtime-timeout", "30s", "--ready-timeout", "60s"])
+                    .args(extra)
+                    .env_remove("BOSUN_ROOT")
+                    .stdin(std::process::Stdio::null());
+                command.output().expect("run bosun in the sandbox's network")
+            };
+            // The budget refuses the eviction until the drain timeout: the node stays cordoned, nothing local changed.
+            let refused = migrate(&["--drain-timeout", "8s"]);
+            assert_exit(&refused, 5);
+            let log = stderr(&refused);
+            assert!(log.contains("pod default/web was not evicted within 8s: a PodDisruptionBudget keeps refusing it"), "{log}");
+            assert!(log.contains("leaving pod default/agent-1 on the node: managed by DaemonSet bosun-agent"), "{log}");
+            assert_eq!(plane.get_json(&["node", &node])["spec"]["unschedulable"], true, "the node is cordoned");
+            assert!(plane.root.read_string("/var/lib/kubelet/config.yaml").contains("cgroupDriver: systemd"));
+
+            // Without the budget, the same command continues with the drain and finishes the migration.
+            kubectl_ok(plane, &["delete", "pdb", "web"]);
+            let finished = migrate(&[]);
+            assert_ok("bosun node cgroup-driver cgroupfs", &finished);
+            let log = stderr(&finished);
+            assert!(log.contains(&format!("[drain] removed cluster: pods on node {node} (1 evicted)")), "{log}");
+            assert!(log.contains("[kubelet-config-map] updated cluster: ConfigMap kube-system/kubelet-config"), "{log}");
+            assert!(log.contains(&format!("[uncordon] updated cluster: Node {node} (uncordoned)")), "{log}");
+
+            let pods = kubectl_ok(plane, &["get", "pods", "--namespace=default", "-o=jsonpath={.items[*].metadata.name}"]);
+            assert_eq!(String::from_utf8_lossy(&pods.stdout).trim(), "agent-1", "web is evicted, the DaemonSet's pod stays");
+            let node_object = plane.get_json(&["node", &node]);
+            assert!(node_object["spec"]["unschedulable"].is_null(), "{node_object:#}");
+            let config_map = plane.get_json(&["configmap", "kubelet-config", "--namespace=kube-system"]);
+            let kubelet = config_map["data"]["kubelet"].as_str().unwrap_or_default();
+            assert!(kubelet.contains("cgroupDriver: cgroupfs"), "{kubelet}");
+            assert!(kubelet.contains("kind: KubeletConfiguration"), "the rest of the document stays: {kubelet}");
+            let state: serde_json::Value = serde_json::from_slice(&plane.root.read(MIGRATION_STATE)).expect("state");
+            assert!(state["finished"].is_string(), "{state:#}");
+            assert_eq!(state["completed"].as_array().map(Vec::len), Some(10), "{state:#}");
+        },
     );
 }
