@@ -26,6 +26,7 @@ use crate::settings::Settings;
 ///   bosun addon status kube-proxy
 ///   bosun addon history kube-proxy -o json
 ///   bosun addon rollback kube-proxy
+///   bosun addon rollback kube-proxy --to-revision 1 --dry-run
 ///   bosun addon rollback kube-proxy --to-revision 1 --timeout 10m
 ///   bosun addon rollback coredns
 #[derive(Debug, Args)]
@@ -90,6 +91,9 @@ pub struct RollbackArgs {
     /// How long to follow the rollout before reporting the nodes not updated (Go duration; 0s: do not follow).
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub timeout: String,
+    /// Change nothing; show which revision would be restored and a diff of the pod template.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn cluster_error(kubeconfig: &str, error: ClusterError) -> CliError {
@@ -243,7 +247,7 @@ pub fn run(settings: &Settings, arguments: &AddonArgs) -> Result<(), CliError> {
                 &addon::rollback_workflow(),
                 &data,
                 &RunOptions::default(),
-                false,
+                rollback.dry_run,
             )?;
             Ok(())
         }

@@ -218,6 +218,25 @@ fn kube_proxy_rolls_out_and_rolls_back_through_its_controller_revisions_on_a_rea
             );
             assert_eq!(daemon_set(plane)["metadata"]["generation"], generation);
 
+            // A dry run names the revision and shows the template diff, and changes nothing.
+            let planned = plane.bosun(&["addon", "rollback", "kube-proxy", "--dry-run"]);
+            assert_ok("bosun addon rollback kube-proxy --dry-run", &planned);
+            let text = stderr(&planned);
+            eprintln!("addon: dry run said:\n{text}");
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            assert!(
+                text.contains(&format!(
+                    "would restore revision 1 of DaemonSet kube-system/kube-proxy ({first_image}):"
+                )) && lines
+                    .iter()
+                    .any(|line| line.starts_with('-') && line.contains(&second_image))
+                    && lines
+                        .iter()
+                        .any(|line| line.starts_with('+') && line.contains(&first_image)),
+                "{text}"
+            );
+            assert_eq!(daemon_set(plane)["metadata"]["generation"], generation);
+
             // The default rollback restores revision 1's template, exactly as kubectl records it, and the controller
             // renumbers it as revision 3 (kubectl's behaviour).
             let rolled = plane.bosun(&["addon", "rollback", "kube-proxy"]);

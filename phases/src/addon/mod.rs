@@ -489,6 +489,8 @@ pub enum RollbackPlan {
         from: Option<i64>,
         patch: Value,
         images: Vec<String>,
+        /// A unified diff of the template, from what runs now to the revision.
+        diff: String,
     },
 }
 
@@ -542,7 +544,24 @@ pub fn plan_rollback(
         from: snapshot.current(),
         patch: chosen.patch.clone(),
         images: chosen.images(),
+        diff: template_diff(addon, &snapshot.template, &chosen.template, chosen.number),
     })
+}
+
+/// A unified diff of the pod template as YAML, from what runs now to the revision (for `--dry-run`).
+fn template_diff(addon: Addon, current: &Value, target: &Value, revision: i64) -> String {
+    let yaml = |template: &Value| {
+        bosun_config::yaml::to_string_sorted(&normalized_template(template)).unwrap_or_default()
+    };
+    let (before, after) = (yaml(current), yaml(target));
+    similar::TextDiff::from_lines(&before, &after)
+        .unified_diff()
+        .context_radius(3)
+        .header(
+            &format!("{} spec.template (now)", addon.object()),
+            &format!("{} spec.template (revision {revision})", addon.object()),
+        )
+        .to_string()
 }
 
 /// Sends a planned revision back to the workload (a strategic-merge patch of `spec.template`).
@@ -572,6 +591,35 @@ pub struct AddonData {
 fn run_rollback(ctx: &mut PhaseCtx<'_, AddonData>) -> Result<(), PhaseError> {
     let data = ctx.data;
     let addon = data.addon;
+    if ctx.host.dry_run {
+        match &data.plan {
+            RollbackPlan::AlreadyCurrent { revision } => ctx.record_with_detail(
+                format!("cluster: {}", addon.object()),
+                Outcome::Unchanged,
+                Some(format!(
+                    "current template already matches revision {revision}"
+                )),
+            ),
+            RollbackPlan::Restore {
+                revision,
+                images,
+                diff,
+                ..
+            } => {
+                let mut text = format!(
+                    "would restore revision {revision} of {} ({}):",
+                    addon.object(),
+                    images.join(", ")
+                );
+                for line in diff.lines() {
+                    text.push_str("\n    ");
+                    text.push_str(line);
+                }
+                ctx.info(text);
+            }
+        }
+        return Ok(());
+    }
     let outcome = restore(data.api.as_ref(), addon, &data.plan).map_err(|error| {
         let hint = error.hint(addon);
         let failed = PhaseError::failed(error.to_string());
