@@ -59,6 +59,12 @@ pub struct ResetArgs {
     /// Also remove the contents of /etc/kubernetes/tmp (upgrade and restore backups).
     #[arg(long, global = true)]
     pub cleanup_tmp_dir: bool,
+    /// Also delete this node's Node object through the API server (kubeadm leaves it).
+    #[arg(long, global = true)]
+    pub delete_node: bool,
+    /// The Node object's name for --delete-node (default: kubelet.conf's system:node user, else the etcd member's).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub node_name: Option<String>,
 }
 
 /// The generated `reset phase …` subcommands.
@@ -188,6 +194,11 @@ pub fn run(
         .collect();
     data.running_as_root = nix::unistd::geteuid().is_root();
     data.etcd = Some(std::sync::Arc::new(EtcdClients));
+    data.delete_node = arguments.delete_node;
+    if let Some(name) = &arguments.node_name {
+        data.node_name = Some(name.clone());
+    }
+    data.cluster = Some(std::sync::Arc::new(crate::host::kube::KubeConnector));
     data.etcd_timeout = reset_config
         .timeouts
         .as_ref()

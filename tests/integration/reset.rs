@@ -748,7 +748,7 @@ fn reset_then_init_runs_a_real_control_plane_again() {
     use crate::harness::sandbox::Sandbox;
     use crate::harness::static_pods::StaticPods;
     use crate::tier1::{
-        assert_control_plane_works_as, bosun_writes_root, built_version, kubeadm_config,
+        assert_control_plane_works_as, bosun_writes_root, built_version, kubeadm_config, kubectl_as,
     };
     let Some(binaries) = Binaries::require(
         "reset::reset_then_init_runs_a_real_control_plane_again",
@@ -765,6 +765,33 @@ fn reset_then_init_runs_a_real_control_plane_again() {
     {
         let mut pods = StaticPods::start(&sandbox, root.path(), &binaries);
         pods.wait_ready(ready_timeout);
+        // The Node object --delete-node deletes (no kubelet runs in tier 1, so the test registers it).
+        root.write(
+            "/node.json",
+            format!(
+                "{{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{{\"name\":\"{}\"}}}}",
+                sandbox.hostname()
+            )
+            .as_bytes(),
+        );
+        let node_file = root.join("/node.json");
+        let created = kubectl_as(
+            &sandbox,
+            &binaries,
+            root.path(),
+            "super-admin.conf",
+            &["create", "-f", node_file.to_str().expect("utf-8")],
+        );
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        // A copy of super-admin.conf outside the root, to look at the cluster after reset removed the root's.
+        let outside = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = outside.path().join("super-admin.conf");
+        std::fs::copy(root.join("/etc/kubernetes/super-admin.conf"), &kubeconfig).expect("copy");
+
         // Reset while the control plane runs: its etcd answers, and as the only member it stays in place.
         let output = sandbox.output(
             env!("CARGO_BIN_EXE_bosun"),
@@ -773,6 +800,7 @@ fn reset_then_init_runs_a_real_control_plane_again() {
                 root.path().to_str().expect("utf-8"),
                 "reset",
                 "--force",
+                "--delete-node",
             ],
         );
         assert_success(&output);
@@ -780,6 +808,29 @@ fn reset_then_init_runs_a_real_control_plane_again() {
         assert!(
             log.contains("is the only voting member of its etcd cluster"),
             "{log}"
+        );
+        assert!(
+            log.contains(&format!(
+                "[delete-node] removed Node {}",
+                sandbox.hostname()
+            )),
+            "{log}"
+        );
+        let after = sandbox.output(
+            binaries.path("kubectl"),
+            &[
+                "--kubeconfig",
+                kubeconfig.to_str().expect("utf-8"),
+                "get",
+                "node",
+                sandbox.hostname(),
+            ],
+        );
+        assert!(
+            String::from_utf8_lossy(&after.stderr).contains("NotFound"),
+            "the Node object is still there: {}{}",
+            String::from_utf8_lossy(&after.stdout),
+            String::from_utf8_lossy(&after.stderr)
         );
     }
     assert!(

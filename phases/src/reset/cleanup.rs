@@ -86,7 +86,9 @@ fn kubelet_phase() -> Phase<ResetData> {
         );
         let drop_in = Path::new(paths::KUBELET_DROP_IN);
         let outcome = ensure_absent(context.host.files.as_ref(), drop_in)?;
-        context.record(paths::KUBELET_DROP_IN, outcome);
+        if outcome == Outcome::Removed {
+            context.record(paths::KUBELET_DROP_IN, outcome);
+        }
         if outcome == Outcome::Removed && services.backend() == "systemd" {
             run_checked(
                 context.host.commands.as_ref(),
@@ -374,7 +376,10 @@ fn schedules_phase() -> Phase<ResetData> {
             context.host.commands.as_ref(),
             scheduler,
         )?;
-        for change in changes {
+        for change in changes
+            .into_iter()
+            .filter(|change| change.outcome == Outcome::Removed)
+        {
             context.record(change.path.display().to_string(), change.outcome);
         }
         Ok(())

@@ -30,7 +30,7 @@ fn is_this_member(member: &Member, local: &LocalMember) -> bool {
 
 /// The informative part of a gRPC transport error ("connection refused", "timed out connecting"), without the
 /// nested debug output of the transport's error chain.
-fn short_reason(message: &str) -> String {
+pub(crate) fn short_reason(message: &str) -> String {
     let lower = message.to_lowercase();
     for (needle, reason) in [
         ("connection refused", "connection refused"),

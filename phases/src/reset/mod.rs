@@ -3,6 +3,7 @@
 //! Phases, in order:
 //! - `preflight`: what kind of node this is (control plane with a stacked etcd member, control plane with external
 //!   etcd, worker, or nothing left to reset), and the user's confirmation (`--force` skips it; a dry run needs none).
+//! - `delete-node` (only with `--delete-node`): delete this node's Node object through the API ([`node`]).
 //! - `remove-etcd-member`: on a node with a local etcd member, remove that member from its cluster through the etcd
 //!   API ([`member`]).
 //! - `cleanup-node`: `kubelet` (stop it, remove the service bosun installed), `containers` (stop and remove the
@@ -28,6 +29,7 @@
 
 pub mod cleanup;
 pub mod member;
+pub mod node;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -134,6 +136,8 @@ pub struct NodeSurvey {
     pub certificates_dir_from_manifest: Option<PathBuf>,
     /// The CRI socket the kubelet was started with (`--container-runtime-endpoint` in kubeadm-flags.env), if any.
     pub cri_socket_from_kubelet: Option<String>,
+    /// The node's name: kubelet.conf's `system:node:NAME` user, else the etcd member's name.
+    pub node_name: Option<String>,
 }
 
 /// The value of `--name=value` in a manifest's or flags file's text.
@@ -202,6 +206,20 @@ pub fn survey(files: &dyn Files, configured_etcd_data_dir: &Path) -> Result<Node
                     "container-runtime-endpoint",
                 )
             });
+    let node_name = files
+        .read(Path::new(paths::KUBELET_CONF))?
+        .and_then(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("system:node:").map(str::to_owned))
+        })
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            etcd_member
+                .as_ref()
+                .map(|member| member.name.clone())
+                .filter(|name| !name.is_empty())
+        });
     let control_plane = manifests
         .iter()
         .any(|path| path != &NodePaths::manifest("etcd"));
@@ -224,6 +242,7 @@ pub fn survey(files: &dyn Files, configured_etcd_data_dir: &Path) -> Result<Node
         etcd_data_dir,
         certificates_dir_from_manifest,
         cri_socket_from_kubelet,
+        node_name,
     })
 }
 
@@ -261,6 +280,12 @@ pub struct ResetData {
     pub running_as_root: bool,
     /// The etcd API, for `remove-etcd-member`.
     pub etcd: Option<Arc<dyn EtcdConnector>>,
+    /// Delete the Node object (`--delete-node`).
+    pub delete_node: bool,
+    /// The Node object's name (`--node-name`, else [`NodeSurvey::node_name`]).
+    pub node_name: Option<String>,
+    /// The Kubernetes API, for `delete-node`.
+    pub cluster: Option<Arc<dyn crate::host::cluster::ClusterConnector>>,
     /// Per-request etcd timeout (`timeouts.etcdAPICall`, 2m by default; a short one is enough for a reachable member).
     pub etcd_timeout: Duration,
 }
@@ -276,8 +301,12 @@ impl ResetData {
             .cri_socket_from_kubelet
             .clone()
             .unwrap_or_else(|| crate::node::runtime::KNOWN_SOCKETS[0].1.to_owned());
+        let node_name = survey.node_name.clone();
         ResetData {
             survey,
+            delete_node: false,
+            node_name,
+            cluster: None,
             certificates_dir,
             cri_socket,
             cleanup_tmp_dir: false,
@@ -368,6 +397,7 @@ fn preflight_phase() -> Phase<ResetData> {
 pub fn workflow() -> Workflow<ResetData> {
     Workflow::new("reset")
         .phase(preflight_phase())
+        .phase(node::phase())
         .phase(member::phase())
         .phase(cleanup::phase())
 }
