@@ -710,9 +710,9 @@ fn kubelet_mounts_are_unmounted_before_their_directory_goes() {
 }
 
 #[test]
-fn a_mount_left_under_the_kubelet_directory_stops_the_reset_and_keeps_its_contents() {
+fn a_mount_left_under_the_kubelet_directory_stops_the_reset_which_a_rerun_finishes() {
     if !nix::unistd::geteuid().is_root() {
-        eprintln!("!!!!!!!! SKIPPED reset::a_mount_left_under_the_kubelet_directory_stops_the_reset_and_keeps_its_contents: needs root");
+        eprintln!("!!!!!!!! SKIPPED reset::a_mount_left_under_the_kubelet_directory_stops_the_reset_which_a_rerun_finishes: needs root");
         return;
     }
     let root = TempRoot::new();
@@ -725,7 +725,7 @@ fn a_mount_left_under_the_kubelet_directory_stops_the_reset_and_keeps_its_conten
     let output = in_private_mounts(&format!(
         "mount -t tmpfs volume '{volume}'; echo precious > '{volume}/file'; \
          '{bosun}' --root '{base}' reset --force --skip-phases cleanup-node/unmount 2>&1; echo \"exit=$?\"; \
-         cat '{volume}/file'"
+         cat '{volume}/file'; echo RERUN; '{bosun}' --root '{base}' reset --force 2>&1; echo \"exit=$?\""
     ));
     let text = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
@@ -740,6 +740,19 @@ fn a_mount_left_under_the_kubelet_directory_stops_the_reset_and_keeps_its_conten
         text.contains("precious"),
         "the mounted volume lost its contents:\n{text}"
     );
+    // Run again with the unmount phase: the reset continues and finishes.
+    let (_, rerun) = text.split_once("RERUN").expect("the second run");
+    assert!(
+        rerun.contains("[cleanup-node/unmount] removed mount /var/lib/kubelet/pods/1d2e/volumes/kubernetes.io~nfs/data"),
+        "{rerun}"
+    );
+    assert!(rerun.contains("exit=0"), "{rerun}");
+    assert!(
+        !rerun.contains("removed /etc/kubernetes/manifests/")
+            && rerun.contains("removed /etc/kubernetes/pki/ca.key"),
+        "the re-run goes on from the kubelet directory, where the first run stopped:\n{rerun}"
+    );
+    assert!(!root.join("/var/lib/kubelet/pods").exists(), "{rerun}");
 }
 
 #[test]
