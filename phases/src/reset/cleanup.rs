@@ -290,6 +290,8 @@ fn refuse_broad(directory: &Path) -> Result<(), PhaseError> {
         || directory == Path::new("/var/lib")
         || directory == Path::new("/etc/kubernetes")
         || directory.starts_with("/usr")
+        || directory.starts_with("/etc/ssl")
+        || directory.starts_with("/etc/pki")
         || directory.starts_with("/boot")
         || directory.starts_with("/home");
     if broad {

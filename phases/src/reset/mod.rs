@@ -193,10 +193,19 @@ pub fn survey(files: &dyn Files, configured_etcd_data_dir: &Path) -> Result<Node
         .as_ref()
         .map(EtcdManifest::data_dir)
         .unwrap_or_else(|| configured_etcd_data_dir.to_path_buf());
+    // kubeadm's layout puts the API server's CA and serving certificate in certificatesDir; a CA elsewhere (a
+    // system bundle) does not make its directory the PKI to clean.
     let certificates_dir_from_manifest = files
         .read(&NodePaths::manifest("kube-apiserver"))?
-        .and_then(|bytes| flag_value(&String::from_utf8_lossy(&bytes), "client-ca-file"))
-        .and_then(|file| Path::new(&file).parent().map(Path::to_path_buf));
+        .and_then(|bytes| {
+            let text = String::from_utf8_lossy(&bytes);
+            let directory_of = |flag: &str| {
+                flag_value(&text, flag)
+                    .and_then(|file| Path::new(&file).parent().map(Path::to_path_buf))
+            };
+            let ca = directory_of("client-ca-file")?;
+            (directory_of("tls-cert-file").as_ref() == Some(&ca)).then_some(ca)
+        });
     let cri_socket_from_kubelet =
         files
             .read(Path::new(paths::KUBELET_FLAGS_ENV))?

@@ -60,7 +60,7 @@ impl Node {
         node.write("/etc/kubernetes/manifests/etcd.yaml", ETCD_MANIFEST);
         node.write(
             "/etc/kubernetes/manifests/kube-apiserver.yaml",
-            "    - --client-ca-file=/etc/kubernetes/pki/ca.crt\n",
+            "    - --client-ca-file=/etc/kubernetes/pki/ca.crt\n    - --tls-cert-file=/etc/kubernetes/pki/apiserver.crt\n",
         );
         for file in [
             "/etc/kubernetes/pki/ca.crt",
@@ -379,4 +379,19 @@ fn every_need_is_made_by_an_earlier_phase() {
     let node = Node::control_plane();
     let violations = workflow().ordering_violations(&data(&node, None));
     assert!(violations.is_empty(), "{violations:#?}");
+}
+
+#[test]
+fn a_system_ca_bundle_in_the_api_server_manifest_is_not_taken_for_the_pki() {
+    let node = Node::new();
+    node.write(
+        "/etc/kubernetes/manifests/kube-apiserver.yaml",
+        "    - --client-ca-file=/etc/ssl/certs/ca.crt\n    - --tls-cert-file=/etc/kubernetes/pki/apiserver.crt\n",
+    );
+    let found = survey(&node.files, Path::new(DEFAULT_ETCD_DATA_DIR)).expect("survey");
+    assert_eq!(found.certificates_dir_from_manifest, None);
+    assert_eq!(
+        ResetData::new(found).certificates_dir,
+        PathBuf::from(DEFAULT_CERTIFICATES_DIR)
+    );
 }
