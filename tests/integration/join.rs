@@ -506,7 +506,10 @@ fn discovery_is_checked(binaries: &Binaries, network: &Network, cluster: &Contro
     assert_refused(
         "a join without a pin",
         &no_pin,
-        &["caCertHashes", "unsafeSkipCAVerification"],
+        &[
+            "--discovery-token-ca-cert-hash",
+            "--discovery-token-unsafe-skip-ca-verification",
+        ],
         &root,
     );
     let unsafe_skip = bosun_on(
@@ -916,6 +919,48 @@ fn control_plane_joins(binaries: &Binaries, network: &Network, cluster: &Control
         .map(|event| event.to_string())
         .collect();
     assert!(changed.is_empty(), "a second join changed: {changed:#?}");
+    // mark-control-plane: no kubelet runs here to register the Node, so the test registers it as the kubelet would
+    // (a bare Node object), then the printed command's control-plane-join phase labels and taints it.
+    let registered =
+        serde_json::json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "join-cp-2"}})
+            .to_string();
+    let registered_file = tempfile::NamedTempFile::new().expect("node file");
+    std::fs::write(registered_file.path(), registered).expect("write node file");
+    assert_ok(
+        "kubectl create node join-cp-2",
+        &plane.kubectl(&[
+            "create",
+            "-f",
+            registered_file.path().to_str().expect("utf-8"),
+        ]),
+    );
+    let mut mark = vec!["join", "phase", "control-plane-join"];
+    mark.extend(strings(printed));
+    mark.extend(["--apiserver-advertise-address", address.as_str()]);
+    assert_ok(
+        "bosun join phase control-plane-join",
+        &bosun_on(&node, &root, &mark),
+    );
+    let marked = plane.get_json(&["node", "join-cp-2"]);
+    assert_eq!(
+        marked["metadata"]["labels"]["node-role.kubernetes.io/control-plane"], "",
+        "{marked}"
+    );
+    assert_eq!(
+        marked["metadata"]["labels"]["node.kubernetes.io/exclude-from-external-load-balancers"], "",
+        "{marked}"
+    );
+    let taints = marked["spec"]["taints"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        taints.iter().any(
+            |taint| taint["key"] == "node-role.kubernetes.io/control-plane"
+                && taint["effect"] == "NoSchedule"
+        ),
+        "{marked}"
+    );
     pods.wait_ready(READY_TIMEOUT);
     drop(pods);
 }

@@ -212,7 +212,7 @@ pub fn token_discovery(
     let trust = if pins.is_empty() {
         "CA not verified (--discovery-token-unsafe-skip-ca-verification)".to_owned()
     } else {
-        let matched = pin::check_bundle(&format!("the CA in {origin}"), &ca_pem, &pins).map_err(|error| {
+        let matched = pin::check_bundle(&origin, &ca_pem, &pins).map_err(|error| {
             failed(
                 error.to_string(),
                 "the --discovery-token-ca-cert-hash does not belong to this cluster; print the right one on a \
@@ -222,17 +222,16 @@ pub fn token_discovery(
         let verified = connector
             .anonymous(&server, Some(&ca_pem))
             .map_err(api_error)?;
-        let again = crate::cluster::with_retry(timeout, || {
-            read_cluster_info(verified.as_ref(), None)
-        })
-        .map_err(|error| {
-            failed(
+        let again =
+            crate::cluster::with_retry(timeout, || read_cluster_info(verified.as_ref(), None))
+                .map_err(|error| {
+                    failed(
                 format!(
                     "cannot read cluster-info again over TLS verified with the pinned CA: {error}"
                 ),
                 "the server's certificate is not signed by the pinned CA: check the endpoint",
             )
-        })?;
+                })?;
         if again.as_ref().map(|(text, _)| text) != Some(&kubeconfig_text) {
             return Err(PhaseError::failed(format!(
                 "the cluster-info of {server} changed between the unverified and the verified read; refusing to join"
@@ -448,13 +447,9 @@ pub fn cluster_config(
     Ok(config)
 }
 
-/// Discovery and the cluster's configuration, with the node-name check: the [`InitData`] the reused `init` phases
+/// The cluster's configuration, read with the TLS bootstrap credentials: the [`InitData`] the reused `init` phases
 /// run with.
-pub fn cluster_data(
-    data: &JoinData,
-    host: &Host,
-    discovered: &Discovered,
-) -> Result<InitData, PhaseError> {
+pub fn cluster_data(data: &JoinData, discovered: &Discovered) -> Result<InitData, PhaseError> {
     let connector = data.connector()?;
     let api = connector
         .connect(
@@ -476,6 +471,32 @@ pub fn cluster_data(
              (a load-balanced or DNS name); join this node as a worker instead",
         ));
     }
+    let mut init = InitData::new(config);
+    init.templates_dir = data.templates_dir.clone();
+    init.node = data.node.clone();
+    init.ignore_preflight_errors = data.ignore_preflight_errors.clone();
+    init.cluster.connector = Some(connector.clone());
+    Ok(init)
+}
+
+/// Refuses a node name the cluster already has, unless this node is the one that registered it (its kubelet.conf
+/// exists). Run by `discovery` (before anything is written) and by `kubelet-start`.
+pub fn check_node_name(
+    data: &JoinData,
+    host: &Host,
+    discovered: &Discovered,
+) -> Result<(), PhaseError> {
+    let connector = data.connector()?;
+    let api = connector
+        .connect(
+            discovered.bootstrap_kubeconfig.as_bytes(),
+            "the TLS bootstrap credentials",
+        )
+        .map_err(api_error)?;
+    let timeout = data.timeout(
+        |timeouts| timeouts.kubernetes_api_call,
+        Duration::from_secs(60),
+    );
     let name = data.node_name();
     let joined_here = host.files.exists(Path::new(paths::KUBELET_CONF))?;
     if !joined_here {
@@ -493,10 +514,5 @@ pub fn cluster_data(
             Err(error) => return Err(api_error(error)),
         }
     }
-    let mut init = InitData::new(config);
-    init.templates_dir = data.templates_dir.clone();
-    init.node = data.node.clone();
-    init.ignore_preflight_errors = data.ignore_preflight_errors.clone();
-    init.cluster.connector = Some(connector.clone());
-    Ok(init)
+    Ok(())
 }

@@ -153,6 +153,31 @@ pub fn resolve(
         // The worker default (no taints) was filled in before the flag made this a control-plane join.
         join.node_registration.taints = None;
     }
+    if !from_file {
+        if join.discovery.bootstrap_token.is_none() && join.discovery.file.is_none() {
+            return Err(flag_error(
+                "API_SERVER_ENDPOINT",
+                "no API server endpoint and no --discovery-file was given, so there is no cluster to join",
+                "run the join command `bosun init` printed (bosun join <host:port> --token … --discovery-token-ca-cert-hash …)",
+            ));
+        }
+        if let Some(token) = &join.discovery.bootstrap_token {
+            if token.api_server_endpoint.is_empty() {
+                return Err(flag_error(
+                    "API_SERVER_ENDPOINT",
+                    "no API server endpoint (host:port) was given for token discovery",
+                    "put the control plane's host:port first, as in the join command `bosun init` printed",
+                ));
+            }
+            if token.ca_cert_hashes.is_empty() && !token.unsafe_skip_ca_verification {
+                return Err(flag_error(
+                    "--discovery-token-ca-cert-hash",
+                    "no CA pin was given, and bosun does not trust a cluster it cannot verify",
+                    "pass the hash from the join command `bosun init` printed, or --discovery-token-unsafe-skip-ca-verification if you accept any server",
+                ));
+            }
+        }
+    }
     bosun_config::defaults::join(&mut join, facts);
     config.join = Some(join);
     let problems = bosun_config::validate::validate(&config);

@@ -46,7 +46,7 @@ fn discovered<'data>(
     for note in notes {
         ctx.warn(note);
     }
-    let cluster = discovery::cluster_data(data, ctx.host, &found)?;
+    let cluster = discovery::cluster_data(data, &found)?;
     let found = data.discovered.get_or_init(|| found);
     let cluster = data.cluster.get_or_init(|| Arc::new(cluster));
     Ok((found, cluster))
@@ -205,6 +205,7 @@ fn discovery_phase() -> Phase<JoinData> {
         .makes(|_| vec![Artefact::State(DISCOVERY_STATE.to_owned())])
         .run(|ctx: &mut PhaseCtx<'_, JoinData>| {
             let (found, cluster) = discovered(ctx)?;
+            discovery::check_node_name(ctx.data, ctx.host, found)?;
             ctx.record_with_detail(
                 format!("cluster-info of {}", found.server),
                 Outcome::Unchanged,
@@ -504,6 +505,11 @@ fn kubelet_start(ctx: &mut PhaseCtx<'_, JoinData>) -> Result<(), PhaseError> {
     let (found, cluster) = discovered(ctx)?;
     let data = ctx.data;
     let host = ctx.host;
+    let kubelet_conf = Path::new(paths::KUBELET_CONF);
+    let bootstrapped = host.files.exists(kubelet_conf)?;
+    if !bootstrapped {
+        discovery::check_node_name(data, host, found)?;
+    }
     let ca_path = ca_cert_path(data);
     let existing_ca = host.files.read(&ca_path)?;
     match existing_ca {
@@ -525,8 +531,6 @@ fn kubelet_start(ctx: &mut PhaseCtx<'_, JoinData>) -> Result<(), PhaseError> {
             )?;
         }
     }
-    let kubelet_conf = Path::new(paths::KUBELET_CONF);
-    let bootstrapped = host.files.exists(kubelet_conf)?;
     if !bootstrapped {
         ctx.ensure_file_with_detail(
             Path::new(paths::BOOTSTRAP_KUBELET_CONF),

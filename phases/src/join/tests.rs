@@ -99,10 +99,15 @@ fn token_discovery_without_a_pin_is_refused_unless_skipped_on_purpose() {
         ..worker_flags()
     };
     let error = resolve(None, &flags, &test_facts()).expect_err("no pin");
-    assert!(error.to_string().contains("caCertHashes"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("--discovery-token-ca-cert-hash"),
+        "{error}"
+    );
     assert!(error
         .hint()
-        .is_some_and(|hint| hint.contains("unsafeSkipCAVerification")));
+        .is_some_and(|hint| hint.contains("--discovery-token-unsafe-skip-ca-verification")));
     let skipped = JoinFlags {
         discovery_token_unsafe_skip_ca_verification: true,
         ..flags
