@@ -310,6 +310,23 @@ fn a_worker_and_a_control_plane_node_join_with_bosun_join() {
     wait_until("the CoreDNS pods", STEP_TIMEOUT, || {
         running_pods(&control_plane, &binaries, "coredns-", 2)
     });
+    // Joining an already joined node again is refused before anything changes (issue 6: an already-joined node
+    // is a clear preflight error, as in kubeadm); its own kubelet's port is only a warning.
+    let kubelet_conf =
+        std::fs::read(worker.path("/etc/kubernetes/kubelet.conf")).expect("kubelet.conf");
+    let again = join(&worker, &control_plane, &binaries, &hash, &[]);
+    let again_text = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success()
+            && again_text.contains("this node has already joined a cluster")
+            && again_text.contains("[WARNING Port-10250]"),
+        "the second join was not refused as an already joined node:\n{again_text}"
+    );
+    assert_eq!(
+        std::fs::read(worker.path("/etc/kubernetes/kubelet.conf")).expect("kubelet.conf"),
+        kubelet_conf,
+        "the refused join changed kubelet.conf"
+    );
     eprintln!(
         "tier 3: runtimes and images {runtimes_ready:?}, init {init_done:?}, worker joined {worker_joined:?}, \
          control plane joined {second_joined:?}, three nodes Ready {nodes_ready:?}, kube-proxy on all {:?}",
