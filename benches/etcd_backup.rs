@@ -19,84 +19,9 @@ use bosun_phases::etcd::EtcdClient;
 
 const ADDRESS: &str = "127.0.43.1";
 
-fn run(program: &str, arguments: &[&str]) {
-    let status = Command::new(program)
-        .args(arguments)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    assert!(
-        status.is_ok_and(|status| status.success()),
-        "{program} {arguments:?} failed"
-    );
-}
-
-fn make_pki(directory: &Path) {
-    std::fs::create_dir_all(directory).expect("pki dir");
-    let path = |name: &str| directory.join(name).display().to_string();
-    run(
-        "openssl",
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &path("ca.key"),
-            "-out",
-            &path("ca.crt"),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=etcd-ca",
-        ],
-    );
-    std::fs::write(
-        directory.join("ext.cnf"),
-        format!("[server]\nsubjectAltName=IP:{ADDRESS}\nextendedKeyUsage=serverAuth,clientAuth\n[client]\nextendedKeyUsage=clientAuth\n"),
-    )
-    .expect("ext");
-    for (name, section) in [("server", "server"), ("healthcheck-client", "client")] {
-        run(
-            "openssl",
-            &[
-                "req",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &path(&format!("{name}.key")),
-                "-out",
-                &path(&format!("{name}.csr")),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        run(
-            "openssl",
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &path(&format!("{name}.csr")),
-                "-CA",
-                &path("ca.crt"),
-                "-CAkey",
-                &path("ca.key"),
-                "-CAcreateserial",
-                "-out",
-                &path(&format!("{name}.crt")),
-                "-days",
-                "2",
-                "-extfile",
-                &path("ext.cnf"),
-                "-extensions",
-                section,
-            ],
-        );
-    }
-}
+/// The etcd PKI of the etcd integration tests, shared with them.
+#[path = "../tests/integration/etcd_pki.rs"]
+mod etcd_pki;
 
 /// Runs a program to completion, sampling its peak resident set (VmHWM) while it runs.
 fn measure(program: &Path, arguments: &[String]) -> (Duration, u64) {
@@ -166,7 +91,7 @@ fn main() {
         .expect("work dir");
     let root = work.path().join("root");
     let pki = root.join("etc/kubernetes/pki/etcd");
-    make_pki(&pki);
+    etcd_pki::make(&pki, &[ADDRESS]);
     let endpoint = format!("https://{ADDRESS}:2379");
     let log = std::fs::File::create(work.path().join("etcd.log")).expect("log");
     let data_dir = work.path().join("data");

@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::{assert_exit, assert_success, stderr, stdout, TempRoot};
 
+#[path = "etcd_pki.rs"]
+mod etcd_pki;
+
 /// The directory holding etcd and etcdctl (and etcdutl, for 3.5 and later): Debian's /usr/bin, or
 /// `BOSUN_TEST_ETCD_BIN` to run the same tests against another build (the harness's etcd 3.6 under
 /// /var/cache/bosun-e2e/kubernetes-*/bin, for instance).
@@ -65,86 +68,7 @@ struct Pki {
 impl Pki {
     fn new(root: &TempRoot, addresses: &[&str]) -> Pki {
         let directory = root.join("/etc/kubernetes/pki/etcd");
-        std::fs::create_dir_all(&directory).expect("pki directory");
-        let path = |name: &str| directory.join(name).display().to_string();
-        run(
-            "openssl",
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &path("ca.key"),
-                "-out",
-                &path("ca.crt"),
-                "-days",
-                "2",
-                "-subj",
-                "/CN=etcd-ca",
-            ],
-        );
-        let sans: Vec<String> = addresses
-            .iter()
-            .map(|address| format!("IP:{address}"))
-            .collect();
-        let extensions = directory.join("extensions.cnf");
-        std::fs::write(
-            &extensions,
-            format!(
-                "[server]\nsubjectAltName=DNS:localhost,{}\nextendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n\
-                 [client]\nextendedKeyUsage=clientAuth\nkeyUsage=digitalSignature,keyEncipherment\n",
-                sans.join(",")
-            ),
-        )
-        .expect("extensions");
-        for (name, section, subject) in [
-            ("server", "server", "/CN=etcd-server"),
-            (
-                "healthcheck-client",
-                "client",
-                "/O=system:masters/CN=kube-etcd-healthcheck-client",
-            ),
-        ] {
-            run(
-                "openssl",
-                &[
-                    "req",
-                    "-newkey",
-                    "rsa:2048",
-                    "-nodes",
-                    "-keyout",
-                    &path(&format!("{name}.key")),
-                    "-out",
-                    &path(&format!("{name}.csr")),
-                    "-subj",
-                    subject,
-                ],
-            );
-            run(
-                "openssl",
-                &[
-                    "x509",
-                    "-req",
-                    "-in",
-                    &path(&format!("{name}.csr")),
-                    "-CA",
-                    &path("ca.crt"),
-                    "-CAkey",
-                    &path("ca.key"),
-                    "-CAcreateserial",
-                    "-out",
-                    &path(&format!("{name}.crt")),
-                    "-days",
-                    "2",
-                    "-extfile",
-                    &extensions.display().to_string(),
-                    "-extensions",
-                    section,
-                ],
-            );
-        }
+        etcd_pki::make(&directory, addresses);
         Pki { directory }
     }
 
