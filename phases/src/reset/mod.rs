@@ -87,7 +87,10 @@ pub enum NodeKind {
     ControlPlaneStackedEtcd,
     /// Control-plane manifests without an etcd manifest: external etcd.
     ControlPlaneExternalEtcd,
-    /// A kubelet configuration or kubeconfig but no control-plane manifests.
+    /// Control-plane credentials (admin.conf, the CA key) without manifests: a control-plane node whose reset
+    /// stopped half-way, or whose manifests were removed by hand.
+    ControlPlanePartlyReset,
+    /// A kubelet configuration or kubeconfig but no control-plane manifests or credentials.
     Worker,
     /// None of the files init or join write: nothing left but perhaps leftovers of an interrupted reset.
     Clean,
@@ -100,6 +103,9 @@ impl NodeKind {
                 "a control-plane node with a local (stacked) etcd member"
             }
             NodeKind::ControlPlaneExternalEtcd => "a control-plane node with external etcd",
+            NodeKind::ControlPlanePartlyReset => {
+                "a control-plane node partly reset (credentials left, no static-pod manifests)"
+            }
             NodeKind::Worker => "a worker node",
             NodeKind::Clean => "not set up (no manifests, kubelet settings or kubeconfigs)",
         }
@@ -229,6 +235,9 @@ pub fn survey(files: &dyn Files, configured_etcd_data_dir: &Path) -> Result<Node
                 .map(|member| member.name.clone())
                 .filter(|name| !name.is_empty())
         });
+    let certificates_dir = certificates_dir_from_manifest
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CERTIFICATES_DIR));
     let control_plane = manifests
         .iter()
         .any(|path| path != &NodePaths::manifest("etcd"));
@@ -236,6 +245,11 @@ pub fn survey(files: &dyn Files, configured_etcd_data_dir: &Path) -> Result<Node
         NodeKind::ControlPlaneStackedEtcd
     } else if control_plane {
         NodeKind::ControlPlaneExternalEtcd
+    } else if files.exists(Path::new(paths::ADMIN_CONF))?
+        || files.exists(Path::new(paths::SUPER_ADMIN_CONF))?
+        || files.exists(&certificates_dir.join("ca.key"))?
+    {
+        NodeKind::ControlPlanePartlyReset
     } else if files.exists(Path::new(paths::KUBELET_CONF))?
         || files.exists(Path::new(paths::BOOTSTRAP_KUBELET_CONF))?
         || files.exists(Path::new(paths::KUBELET_CONFIG))?

@@ -395,3 +395,12 @@ fn a_system_ca_bundle_in_the_api_server_manifest_is_not_taken_for_the_pki() {
         PathBuf::from(DEFAULT_CERTIFICATES_DIR)
     );
 }
+
+#[test]
+fn credentials_without_manifests_are_a_partly_reset_control_plane() {
+    let node = Node::new();
+    node.write("/etc/kubernetes/kubelet.conf", "x");
+    node.write("/etc/kubernetes/pki/ca.key", "x");
+    let found = survey(&node.files, Path::new(DEFAULT_ETCD_DATA_DIR)).expect("survey");
+    assert_eq!(found.kind, NodeKind::ControlPlanePartlyReset);
+}
