@@ -84,6 +84,7 @@ fn merging_keeps_the_cni_directories_the_host_already_has() {
         Some(DEBIAN_PACKAGE),
     )
     .expect("merge");
+    assert!(merged.ends_with('\n'), "{merged}");
     let parsed: toml::Table = toml::from_str(&merged).expect("valid TOML");
     let cri = &parsed["plugins"]["io.containerd.grpc.v1.cri"];
     assert_eq!(cri["cni"]["bin_dir"].as_str(), Some("/usr/lib/cni"));
