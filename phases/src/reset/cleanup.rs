@@ -179,6 +179,29 @@ fn remove_containerd_containers(
             Outcome::Unchanged,
             Some("none".to_owned()),
         );
+        return Ok(());
+    }
+    // containerd's CRI plugin keeps its pods in memory and does not see removals made through the containers API:
+    // a restart makes it forget them, so that the next kubelet does not meet sandboxes that no longer exist.
+    let services = context.host.services.as_ref();
+    if services.state("containerd")? == ServiceState::Active {
+        services.restart("containerd").map_err(|error| {
+            PhaseError::failed(format!(
+                "cannot restart containerd after removing its Kubernetes containers: {error}"
+            ))
+            .with_hint("restart containerd by hand, then run the reset again")
+        })?;
+        context.record_with_detail(
+            "service containerd",
+            Outcome::Updated,
+            Some("restarted, so that its CRI plugin forgets the removed pods".to_owned()),
+        );
+    } else {
+        context.warn(format!(
+            "containerd at {socket} is not run by the {} service backend: restart it, so that its CRI plugin \
+             forgets the removed pods",
+            services.backend()
+        ));
     }
     Ok(())
 }

@@ -338,6 +338,32 @@ fn containerd_containers_are_stopped_and_removed() {
         assert!(commands.contains(&expected), "{expected}\n{commands:#?}");
     }
     assert!(log.contains("removed container abc"), "{log}");
+    assert!(
+        log.contains("is not run by the memory service backend: restart it"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_containerd_the_service_backend_runs_is_restarted_after_the_removal() {
+    use crate::host::{CommandSpec, ServiceSpec, Services};
+    let node = Node::control_plane();
+    node.commands.respond("ctr", 0, "abc\n");
+    let spec = ServiceSpec {
+        name: "containerd".to_owned(),
+        description: "containerd".to_owned(),
+        command: CommandSpec::new("/usr/bin/containerd"),
+        environment_files: Vec::new(),
+        restart_after_seconds: 5,
+    };
+    node.services.install(&spec).expect("install");
+    node.services.start("containerd").expect("start");
+    let (result, log) = reset(&node, &data(&node, None), &["remove-etcd-member"]);
+    result.expect("reset");
+    assert!(
+        log.contains("[cleanup-node/containers] updated service containerd"),
+        "{log}"
+    );
 }
 
 #[test]
