@@ -474,6 +474,10 @@ fn discovery_is_checked(binaries: &Binaries, network: &Network, cluster: &Contro
         &root,
     );
 
+    // File discovery from an https URL: the server is verified with the system's trusted CAs (here a test CA named
+    // by SSL_CERT_FILE), and refused when it is not trusted.
+    https_discovery_file(plane, &node, &root, scratch.path(), &discovery_file);
+
     // A wrong hash, through the whole join: refused at discovery, before anything is written.
     let wrong_pin = format!("sha256:{}", "0".repeat(64));
     let refused = bosun_on(
@@ -1163,4 +1167,97 @@ fn a_worker_joins_with_the_printed_command_and_its_real_kubelet_bootstraps() {
             "{stderr}"
         );
     });
+}
+
+/// Serves `file` over https from the control plane's sandbox with a certificate of a throw-away CA, and discovers
+/// from its URL: trusted through SSL_CERT_FILE it works; with the system's usual trust it is refused.
+fn https_discovery_file(
+    plane: &Plane<'_>,
+    node: &Sandbox,
+    root: &TempRoot,
+    scratch: &Path,
+    file: &Path,
+) {
+    let address = network::address(CONTROL_PLANE);
+    let script = format!(
+        "set -e; cd {dir}; \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=join-test-ca 2>/dev/null; \
+         openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN={address} 2>/dev/null; \
+         printf 'subjectAltName=IP:{address}\\n' > san.ext; \
+         openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 1 \
+           -extfile san.ext 2>/dev/null",
+        dir = scratch.display()
+    );
+    let made = Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("openssl");
+    assert_ok("making the test CA and server certificate", &made);
+    let server = format!(
+        "import http.server, ssl\n\
+         server = http.server.HTTPServer(('{address}', 8443), http.server.SimpleHTTPRequestHandler)\n\
+         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+         context.load_cert_chain('server.crt', 'server.key')\n\
+         server.socket = context.wrap_socket(server.socket, server_side=True)\n\
+         server.serve_forever()\n"
+    );
+    let mut https = plane
+        .sandbox
+        .command("python3")
+        .args(["-c", &server])
+        .current_dir(scratch)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 https server");
+    let name = file
+        .file_name()
+        .expect("file name")
+        .to_str()
+        .expect("utf-8");
+    let url = format!("https://{address}:8443/{name}");
+    let ca = scratch.join("ca.crt");
+    let discover = |trusted: bool| {
+        let mut command = node.command(env!("CARGO_BIN_EXE_bosun"));
+        command
+            .args([
+                "--root",
+                root.path().to_str().expect("utf-8"),
+                "-o",
+                "json",
+                "join",
+                "phase",
+                "discovery",
+            ])
+            .args(["--discovery-file", &url, "--tls-bootstrap-token", TOKEN])
+            .env_remove("BOSUN_ROOT")
+            .env("BOSUN_SERVICE_BACKEND", "process")
+            .stdin(Stdio::null());
+        if trusted {
+            command.env("SSL_CERT_FILE", &ca);
+        }
+        command.output().expect("run bosun join phase discovery")
+    };
+    let trusted = wait_until("the https discovery file", Duration::from_secs(30), || {
+        let output = discover(true);
+        if output.status.success() {
+            Ok(output)
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    });
+    assert!(
+        String::from_utf8_lossy(&trusted.stdout).contains(&format!("CA from {url}")),
+        "{}",
+        String::from_utf8_lossy(&trusted.stdout)
+    );
+    let untrusted = discover(false);
+    let _ = https.kill();
+    let _ = https.wait();
+    assert_refused(
+        "a discovery URL whose server is not trusted",
+        &untrusted,
+        &[&format!("cannot fetch the discovery file {url}")],
+        root,
+    );
 }

@@ -368,7 +368,16 @@ pub fn discover(data: &JoinData) -> Result<(Discovered, Vec<String>), PhaseError
     let bytes = if origin.starts_with("https://") {
         let answer = connector
             .fetch(&origin, Duration::from_secs(30))
-            .map_err(api_error)?;
+            .map_err(|error| {
+                let reason = match error {
+                    ClusterError::Unreachable { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                failed(
+                    format!("cannot fetch the discovery file {origin}: {reason}"),
+                    "the URL must be https and its server's certificate trusted by this host (the system's CAs)",
+                )
+            })?;
         if answer.status != 200 {
             return Err(PhaseError::failed(format!(
                 "the discovery file {origin} answered HTTP {}: {}",
