@@ -110,7 +110,7 @@ if [ "$network" = alone ]; then
   ip route add default via GATEWAY dev eth0
   printf 'nameserver GATEWAY\n' >/etc/resolv.conf
 fi
-sysctl -q -w net.ipv4.ip_forward=1
+echo 1 >/proc/sys/net/ipv4/ip_forward
 echo ready
 exec cat
 "#;
