@@ -228,6 +228,13 @@ spec:
 
 /// Runs the real `bosun` in the node with the process service backend, the built binaries first on PATH.
 pub fn bosun(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Output {
+    bosun_command(node, binaries, arguments)
+        .output()
+        .expect("run bosun in the node")
+}
+
+/// The command [`bosun`] runs, to spawn it instead.
+pub fn bosun_command(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Command {
     let bin = binaries.path("kubelet");
     let bin = bin.parent().expect("bin directory");
     let path = format!(
@@ -235,13 +242,13 @@ pub fn bosun(node: &Node, binaries: &Binaries, arguments: &[&str]) -> Output {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    node.command(env!("CARGO_BIN_EXE_bosun"))
+    let mut command = node.command(env!("CARGO_BIN_EXE_bosun"));
+    command
         .args(arguments)
         .env("PATH", path)
         .env("BOSUN_SERVICE_BACKEND", "process")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run bosun in the node")
+        .stdin(std::process::Stdio::null());
+    command
 }
 
 #[track_caller]
@@ -500,8 +507,85 @@ fn bosun_init_builds_a_ready_node() {
     );
 }
 
+/// Issue 6: an init killed in the middle (here while it waits for the control plane the kubelet is starting) is
+/// finished by running the same command again.
+#[test]
+fn a_killed_init_converges_when_run_again() {
+    let Some(binaries) = Binaries::require("tier2::a_killed_init_converges_when_run_again", TIER2)
+    else {
+        return;
+    };
+    let version = crate::tier1::built_version(&binaries);
+    let node = Node::start("tier2-killed", NodeNetwork::Alone);
+    let config_path = "/etc/bosun-tier2/kubeadm.yaml";
+    node.write(config_path, node_config(&version, &node).as_bytes());
+    prepare_runtime(&node, &binaries, config_path);
+    let init = [
+        "init",
+        "--config",
+        config_path,
+        "--ignore-preflight-errors=SystemVerification",
+    ];
+
+    let mut first = bosun_command(&node, &binaries, &init)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start bosun init");
+    let stderr = first.stderr.take().expect("piped stderr");
+    let mut seen = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.expect("init's output");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.starts_with("[wait-control-plane]") {
+            break;
+        }
+    }
+    assert!(
+        seen.contains("[kubelet-start]") && seen.contains("[wait-control-plane]"),
+        "init ended before waiting for the control plane:\n{seen}"
+    );
+    // nsenter forked bosun into the node's PID namespace: kill bosun itself, as a crash or a power cut would.
+    let bosun_pid = crate::harness::child_of(first.id()).expect("bosun runs under nsenter");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(bosun_pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill bosun init");
+    let _ = first.wait();
+
+    let second = bosun(&node, &binaries, &init);
+    assert_ok("bosun init after the killed one", &second);
+    let text = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        text.contains("[kubelet-start] unchanged"),
+        "the re-run did not find the kubelet as the killed run left it:\n{text}"
+    );
+    let node_object =
+        kubectl_json(&node, &binaries, &["get", "node", node.name()]).expect("the node object");
+    assert!(
+        node_object["spec"]["taints"]
+            .to_string()
+            .contains("node-role.kubernetes.io/control-plane"),
+        "{node_object}"
+    );
+    kubectl_json(
+        &node,
+        &binaries,
+        &["get", "daemonset", "kube-proxy", "--namespace=kube-system"],
+    )
+    .expect("the kube-proxy DaemonSet");
+}
+
+/// Serialises make-images runs of this test binary: with a cold cache, two would pack the same archives at once.
+static MAKE_IMAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Imports the images of tests/e2e/make-images into the containerd at `socket`.
 fn import_images(bin: &std::path::Path, socket: &std::path::Path) {
+    let _only_one = MAKE_IMAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/e2e/make-images");
     let output = Command::new(script)
         .arg("--bin")
