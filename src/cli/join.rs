@@ -205,9 +205,7 @@ pub fn run(
     data.templates_dir = arguments.templates_dir.clone();
     data.node = node;
     data.connector = Some(std::sync::Arc::new(crate::host::kube::KubeConnector));
-    data.etcd = Some(std::sync::Arc::new(
-        crate::host::join_etcd::JoinEtcdConnector,
-    ));
+    data.etcd = Some(std::sync::Arc::new(crate::host::etcd::JoinEtcdConnector));
     let workflow = join::workflow();
     let options = RunOptions {
         target: workflow::chosen_phase(matches),

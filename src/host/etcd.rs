@@ -19,9 +19,10 @@ use bosun_phases::etcd::{
     Alarm, EndpointStatus, EtcdClient, EtcdError, Member, ReadFile, StagedFile, StreamStore,
 };
 use bosun_phases::host::HostError;
+use bosun_phases::join::etcd::{EtcdConnector, EtcdMembership, EtcdTls};
 use etcd_client::{
-    AlarmAction, AlarmType, Certificate, Client, ConnectOptions, Identity, SnapshotStreaming,
-    TlsOptions,
+    AlarmAction, AlarmType, Certificate, Client, ConnectOptions, Identity, MemberAddOptions,
+    SnapshotStreaming, TlsOptions,
 };
 use tokio::runtime::Runtime;
 
@@ -179,6 +180,56 @@ fn member(from: &etcd_client::Member) -> Member {
         peer_urls: from.peer_urls().to_vec(),
         client_urls: from.client_urls().to_vec(),
         is_learner: from.is_learner(),
+    }
+}
+
+/// `bosun join --control-plane`'s member operations (`bosun_phases::join::etcd`) on the same client: a learner is
+/// added and promoted through whichever endpoint answers first.
+impl EtcdMembership for LocalEtcd {
+    fn members(&self) -> Result<Vec<Member>, EtcdError> {
+        EtcdClient::members(self)
+    }
+
+    fn add_learner(&self, peer_urls: &[String]) -> Result<Vec<Member>, EtcdError> {
+        let urls = peer_urls.to_vec();
+        let response = self.any(|mut client| {
+            let urls = urls.clone();
+            async move {
+                client
+                    .member_add(urls, Some(MemberAddOptions::new().with_is_learner()))
+                    .await
+            }
+        })?;
+        Ok(response.member_list().iter().map(member).collect())
+    }
+
+    fn promote(&self, id: u64) -> Result<(), EtcdError> {
+        self.any(|mut client| async move { client.member_promote(id).await })
+            .map(|_| ())
+    }
+}
+
+/// Connects `bosun join`'s etcd phase through [`LocalEtcd`].
+#[derive(Debug, Default, Clone, Copy)]
+pub struct JoinEtcdConnector;
+
+impl EtcdConnector for JoinEtcdConnector {
+    fn connect(
+        &self,
+        endpoints: &[String],
+        tls: &EtcdTls,
+        timeout: Duration,
+    ) -> Result<Box<dyn EtcdMembership>, EtcdError> {
+        let material = TlsMaterial {
+            ca: tls.ca.clone(),
+            cert: tls.cert.clone(),
+            key: tls.key.clone(),
+        };
+        Ok(Box::new(LocalEtcd::new(
+            endpoints.to_vec(),
+            Some(material),
+            timeout,
+        )?))
     }
 }
 

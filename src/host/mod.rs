@@ -11,7 +11,6 @@
 
 pub mod etcd;
 pub mod facts;
-pub mod join_etcd;
 pub mod kube;
 pub mod local;
 pub mod lock;
