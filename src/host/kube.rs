@@ -218,6 +218,34 @@ impl KubeApi {
             },
         }
     }
+
+    /// Patches `object` (as bosun's field manager) and returns it as it is now, with its apiVersion and kind.
+    fn patch(&self, object: &ObjectRef, patch: &Patch<&Value>) -> Result<Value, ClusterError> {
+        let api = self.api(
+            &object.api_version,
+            &object.kind,
+            object.namespace.as_deref(),
+        );
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_owned()),
+            ..PatchParams::default()
+        };
+        let patched = self
+            .runtime
+            .block_on(api.patch(&object.name, &params, patch))
+            .map_err(|error| self.error("patch", &object.to_string(), error))?;
+        let mut value = serde_json::to_value(patched).map_err(|error| ClusterError::Invalid {
+            reason: format!("cannot read {object}: {error}"),
+        })?;
+        if let Value::Object(map) = &mut value {
+            map.insert(
+                "apiVersion".to_owned(),
+                Value::from(object.api_version.clone()),
+            );
+            map.insert("kind".to_owned(), Value::from(object.kind.clone()));
+        }
+        Ok(value)
+    }
 }
 
 /// An error and its causes on one line, without Rust debug output.
@@ -350,30 +378,7 @@ impl ClusterApi for KubeApi {
     }
 
     fn strategic_patch(&self, object: &ObjectRef, patch: &Value) -> Result<Value, ClusterError> {
-        let api = self.api(
-            &object.api_version,
-            &object.kind,
-            object.namespace.as_deref(),
-        );
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.to_owned()),
-            ..PatchParams::default()
-        };
-        let patched = self
-            .runtime
-            .block_on(api.patch(&object.name, &params, &Patch::Strategic(patch)))
-            .map_err(|error| self.error("patch", &object.to_string(), error))?;
-        let mut value = serde_json::to_value(patched).map_err(|error| ClusterError::Invalid {
-            reason: format!("cannot read {object}: {error}"),
-        })?;
-        if let Value::Object(map) = &mut value {
-            map.insert(
-                "apiVersion".to_owned(),
-                Value::from(object.api_version.clone()),
-            );
-            map.insert("kind".to_owned(), Value::from(object.kind.clone()));
-        }
-        Ok(value)
+        self.patch(object, &Patch::Strategic(patch))
     }
 
     fn evict(&self, namespace: &str, name: &str) -> Result<bool, ClusterError> {
@@ -390,26 +395,7 @@ impl ClusterApi for KubeApi {
     }
 
     fn merge_patch(&self, object: &ObjectRef, patch: &Value) -> Result<Value, ClusterError> {
-        let api = self.api(
-            &object.api_version,
-            &object.kind,
-            object.namespace.as_deref(),
-        );
-        let patched = self
-            .runtime
-            .block_on(api.patch(&object.name, &PatchParams::default(), &Patch::Merge(patch)))
-            .map_err(|error| self.error("patch", &object.to_string(), error))?;
-        let mut value = serde_json::to_value(patched).map_err(|error| ClusterError::Invalid {
-            reason: format!("cannot read {object}: {error}"),
-        })?;
-        if let Value::Object(map) = &mut value {
-            map.insert(
-                "apiVersion".to_owned(),
-                Value::from(object.api_version.clone()),
-            );
-            map.insert("kind".to_owned(), Value::from(object.kind.clone()));
-        }
-        Ok(value)
+        self.patch(object, &Patch::Merge(patch))
     }
 
     fn get_path(&self, path: &str) -> Result<ProbeAnswer, ClusterError> {
