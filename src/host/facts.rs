@@ -6,7 +6,6 @@
 
 use std::fs;
 use std::net::IpAddr;
-use std::process::Command;
 
 /// What the machine tells us.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -24,11 +23,11 @@ pub fn gather() -> MachineFacts {
     let default_ipv4 = fs::read_to_string("/proc/net/route")
         .ok()
         .and_then(|table| default_interface_v4(&table))
-        .and_then(|interface| interface_address(&interface, "-4"));
+        .and_then(|interface| interface_address(&interface, false));
     let default_ipv6 = fs::read_to_string("/proc/net/ipv6_route")
         .ok()
         .and_then(|table| default_interface_v6(&table))
-        .and_then(|interface| interface_address(&interface, "-6"));
+        .and_then(|interface| interface_address(&interface, true));
     MachineFacts {
         hostname,
         default_ipv4,
@@ -228,23 +227,33 @@ fn default_interface_v6(table: &str) -> Option<String> {
         .next()
 }
 
-/// The first global address of an interface, from `ip -o <family> addr show dev <interface> scope global`.
-fn interface_address(interface: &str, family: &str) -> Option<IpAddr> {
-    let output = Command::new("ip")
-        .args([
-            "-o", family, "addr", "show", "dev", interface, "scope", "global",
-        ])
-        .output()
-        .ok()?;
-    parse_ip_addr_output(&String::from_utf8_lossy(&output.stdout))
+/// The first global address of an interface (IPv6 or IPv4), as `ip addr show dev <interface> scope global` lists
+/// them, read with getifaddrs(3) rather than by running `ip`.
+fn interface_address(interface: &str, ipv6: bool) -> Option<IpAddr> {
+    let addresses = nix::ifaddrs::getifaddrs().ok()?;
+    first_global(
+        addresses
+            .filter(|entry| entry.interface_name == interface)
+            .filter_map(|entry| entry.address)
+            .filter_map(|address| {
+                if ipv6 {
+                    address
+                        .as_sockaddr_in6()
+                        .map(|socket| IpAddr::V6(socket.ip()))
+                } else {
+                    address
+                        .as_sockaddr_in()
+                        .map(|socket| IpAddr::V4(socket.ip()))
+                }
+            }),
+    )
 }
 
-fn parse_ip_addr_output(text: &str) -> Option<IpAddr> {
-    text.lines().find_map(|line| {
-        let mut words = line.split_whitespace();
-        words.find(|word| *word == "inet" || *word == "inet6")?;
-        let address = words.next()?;
-        address.split('/').next()?.parse().ok()
+/// The first address of global scope: not loopback, link-local or unspecified.
+fn first_global(addresses: impl IntoIterator<Item = IpAddr>) -> Option<IpAddr> {
+    addresses.into_iter().find(|address| match address {
+        IpAddr::V4(v4) => !(v4.is_loopback() || v4.is_link_local() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_loopback() || v6.is_unicast_link_local() || v6.is_unspecified()),
     })
 }
 
@@ -281,12 +290,25 @@ mod tests {
     }
 
     #[test]
-    fn addresses_are_read_from_ip_output() {
-        let text = "2: eth0    inet 10.0.2.15/24 brd 10.0.2.255 scope global eth0\\       valid_lft forever\n";
+    fn the_first_global_address_is_chosen() {
+        let addresses: Vec<IpAddr> = ["169.254.1.1", "127.0.0.2", "10.0.2.15", "10.0.2.16"]
+            .iter()
+            .map(|text| text.parse().expect("ip"))
+            .collect();
         assert_eq!(
-            parse_ip_addr_output(text),
+            first_global(addresses),
             Some("10.0.2.15".parse().expect("ip"))
         );
-        assert_eq!(parse_ip_addr_output(""), None);
+        let v6: Vec<IpAddr> = ["fe80::1", "::1", "fd00::5", "2001:db8::1"]
+            .iter()
+            .map(|text| text.parse().expect("ip"))
+            .collect();
+        assert_eq!(first_global(v6), Some("fd00::5".parse().expect("ip")));
+        assert_eq!(first_global(Vec::new()), None);
+    }
+
+    #[test]
+    fn the_loopback_interface_has_no_global_address() {
+        assert_eq!(interface_address("lo", false), None);
     }
 }
