@@ -1,6 +1,15 @@
-//! `bosun etcd` against real etcd (Debian's etcd-server, /usr/bin/etcd) with TLS certificates made by openssl:
-//! backup, status, restore through the etcd static-pod manifest, refusal of damaged backups, and member
-//! replacement in a three-member cluster on loopback addresses.
+//! `bosun etcd` against real etcd: backup, status, restore through the etcd static-pod manifest, refusal of damaged
+//! backups, and member replacement in a three-member cluster on loopback addresses.
+//!
+//! Backup and restore run twice, on Debian's etcd 3.4 (/usr/bin) and on the harness's etcd 3.6 (built with
+//! Kubernetes by tests/e2e/build-kubernetes, found like every end-to-end test's binaries), each with the etcd PKI
+//! the real bosun binary made (`bosun init phase certs etcd-ca|etcd-server|etcd-peer|etcd-healthcheck-client` from a
+//! kubeadm configuration whose `serverCertSANs`/`peerCertSANs` hold the member's address): etcd serves bosun's
+//! serving and peer certificates, bosun and the real etcdctl connect with bosun's healthcheck client certificate.
+//!
+//! The member-replacement test keeps a PKI made by openssl (tests/integration/etcd_pki.rs, shared with
+//! benches/etcd_backup.rs): there bosun's etcd client talks to certificates of another implementation (one
+//! serverAuth+clientAuth certificate for serving and peering, openssl's encoding), which bosun's own PKI cannot show.
 //!
 //! Restore needs something that plays the kubelet: [`ManifestRunner`] watches the node root's manifest directory and
 //! runs etcd from `etcd.yaml`'s command while the manifest is there (restarting it when the manifest changes), with
@@ -19,32 +28,50 @@ use crate::support::{assert_exit, assert_success, stderr, stdout, TempRoot};
 #[path = "etcd_pki.rs"]
 mod etcd_pki;
 
-/// The directory holding etcd and etcdctl (and etcdutl, for 3.5 and later): Debian's /usr/bin, or
-/// `BOSUN_TEST_ETCD_BIN` to run the same tests against another build (the harness's etcd 3.6 under
-/// /var/cache/bosun-e2e/kubernetes-*/bin, for instance).
-fn etcd_bin() -> PathBuf {
-    std::env::var_os("BOSUN_TEST_ETCD_BIN")
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin"))
+/// One etcd release: the directory holding its etcd and etcdctl (and etcdutl, for 3.5 and later).
+struct EtcdBuild {
+    bin: PathBuf,
 }
 
-fn etcd_program(name: &str) -> String {
-    etcd_bin().join(name).display().to_string()
-}
-
-/// Whether the real etcd is here; in CI it must be (tests/install-deps installs it).
-fn etcd_available(test: &str) -> bool {
-    let (etcd, etcdctl) = (etcd_program("etcd"), etcd_program("etcdctl"));
-    if Path::new(&etcd).is_file() && Path::new(&etcdctl).is_file() {
-        return true;
+impl EtcdBuild {
+    /// Debian's etcd 3.4 (etcd-server and etcd-client in /usr/bin). In CI it must be there (tests/install-deps
+    /// installs it); elsewhere the test is skipped loudly.
+    fn debian(test: &str) -> Option<EtcdBuild> {
+        let build = EtcdBuild {
+            bin: PathBuf::from("/usr/bin"),
+        };
+        let (etcd, etcdctl) = (build.program("etcd"), build.program("etcdctl"));
+        if Path::new(&etcd).is_file() && Path::new(&etcdctl).is_file() {
+            return Some(build);
+        }
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test} needs {etcd} and {etcdctl}: run tests/install-deps"
+        );
+        eprintln!(
+            "!!!!!!!! SKIPPED {test}: {etcd} or {etcdctl} is missing (run tests/install-deps)"
+        );
+        None
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{test} needs {etcd} and {etcdctl}: run tests/install-deps"
-    );
-    eprintln!("!!!!!!!! SKIPPED {test}: {etcd} or {etcdctl} is missing (run tests/install-deps)");
-    false
+
+    /// The etcd 3.6 the harness built with Kubernetes (tests/e2e/build-kubernetes), found like every end-to-end
+    /// test's binaries: missing fails in CI and skips loudly elsewhere.
+    fn harness(test: &str) -> Option<EtcdBuild> {
+        let binaries =
+            crate::harness::binaries::Binaries::require(test, &["etcd", "etcdctl", "etcdutl"])?;
+        let etcd = binaries.path("etcd");
+        Some(EtcdBuild {
+            bin: etcd.parent().expect("a directory holds etcd").to_path_buf(),
+        })
+    }
+
+    fn program(&self, name: &str) -> String {
+        self.bin.join(name).display().to_string()
+    }
+
+    fn has_etcdutl(&self) -> bool {
+        Path::new(&self.program("etcdutl")).is_file()
+    }
 }
 
 fn run(program: &str, arguments: &[&str]) -> std::process::Output {
@@ -60,20 +87,106 @@ fn run(program: &str, arguments: &[&str]) -> std::process::Output {
     output
 }
 
-/// An etcd CA with server/peer and client certificates, made by openssl in `<root>/etc/kubernetes/pki/etcd`.
+/// An etcd CA with server, peer and healthcheck-client certificates in `<root>/etc/kubernetes/pki/etcd`, and the
+/// etcdctl of the etcd release under test to use them with.
 struct Pki {
     directory: PathBuf,
+    etcdctl: String,
 }
 
 impl Pki {
-    fn new(root: &TempRoot, addresses: &[&str]) -> Pki {
+    /// Made by openssl (tests/integration/etcd_pki.rs); the server certificate is also the peer certificate.
+    fn openssl(root: &TempRoot, etcd: &EtcdBuild, addresses: &[&str]) -> Pki {
         let directory = root.join("/etc/kubernetes/pki/etcd");
         etcd_pki::make(&directory, addresses);
-        Pki { directory }
+        Pki {
+            directory,
+            etcdctl: etcd.program("etcdctl"),
+        }
+    }
+
+    /// Made by the real bosun binary from a kubeadm configuration, one `init phase certs` phase at a time, as on a
+    /// control-plane node: `etcd-ca`, `etcd-server`, `etcd-peer`, `etcd-healthcheck-client`.
+    fn bosun(root: &TempRoot, etcd: &EtcdBuild, config: &str) -> Pki {
+        root.write("/cluster.yaml", config.as_bytes());
+        let config = root.join("/cluster.yaml").display().to_string();
+        for phase in [
+            "etcd-ca",
+            "etcd-server",
+            "etcd-peer",
+            "etcd-healthcheck-client",
+        ] {
+            let output = crate::support::bosun_in(
+                root,
+                &["init", "phase", "certs", phase, "--config", &config],
+            );
+            assert_success(&output);
+        }
+        Pki {
+            directory: root.join("/etc/kubernetes/pki/etcd"),
+            etcdctl: etcd.program("etcdctl"),
+        }
     }
 
     fn file(&self, name: &str) -> String {
         self.directory.join(name).display().to_string()
+    }
+
+    /// Every file of the etcd PKI with its contents, to show the restore left the certificates alone.
+    fn contents(&self) -> Vec<(String, Vec<u8>)> {
+        let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(&self.directory)
+            .expect("read the etcd pki")
+            .map(|entry| {
+                let path = entry.expect("entry").path();
+                (
+                    path.display().to_string(),
+                    std::fs::read(&path).expect("read"),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// The SHA-256 fingerprint of the certificate `endpoint` serves, fetched with openssl s_client presenting the
+    /// healthcheck client certificate.
+    fn served_fingerprint(&self, endpoint: &str) -> String {
+        let address = endpoint.trim_start_matches("https://");
+        let served = run(
+            "openssl",
+            &[
+                "s_client",
+                "-connect",
+                address,
+                "-CAfile",
+                &self.file("ca.crt"),
+                "-cert",
+                &self.file("healthcheck-client.crt"),
+                "-key",
+                &self.file("healthcheck-client.key"),
+                "-verify_ip",
+                address.split(':').next().expect("host"),
+                "-verify_return_error",
+            ],
+        );
+        let pem = String::from_utf8_lossy(&served.stdout).into_owned();
+        let begin = pem
+            .find("-----BEGIN CERTIFICATE-----")
+            .unwrap_or_else(|| panic!("no certificate served by {endpoint}:\n{pem}"));
+        let end = pem[begin..]
+            .find("-----END CERTIFICATE-----")
+            .expect("end of certificate")
+            + begin
+            + "-----END CERTIFICATE-----".len();
+        fingerprint(&format!("{}\n", &pem[begin..end]))
+    }
+
+    /// The SHA-256 fingerprint of one of the PKI's certificates.
+    fn file_fingerprint(&self, name: &str) -> String {
+        fingerprint(
+            &String::from_utf8(std::fs::read(self.directory.join(name)).expect("read"))
+                .expect("pem"),
+        )
     }
 
     /// bosun's connection flags for an endpoint, with node paths.
@@ -91,7 +204,7 @@ impl Pki {
     }
 
     fn etcdctl(&self, endpoint: &str, arguments: &[&str]) -> String {
-        let mut command = Command::new(etcd_program("etcdctl"));
+        let mut command = Command::new(&self.etcdctl);
         command
             .env("ETCDCTL_API", "3")
             .args([
@@ -115,8 +228,40 @@ impl Pki {
     }
 }
 
-/// A kubeadm-shaped etcd manifest for one member.
-fn etcd_manifest(name: &str, address: &str, initial_cluster: &str, state: &str) -> String {
+/// openssl's SHA-256 fingerprint of a PEM certificate.
+fn fingerprint(pem: &str) -> String {
+    use std::io::Write;
+    let mut child = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run openssl x509");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(pem.as_bytes())
+        .expect("write the certificate");
+    let output = child.wait_with_output().expect("openssl x509");
+    assert!(
+        output.status.success(),
+        "openssl x509: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A kubeadm-shaped etcd manifest for one member, with `peer` the base name of its peer certificate (`peer` for
+/// bosun's PKI, `server` for the openssl one).
+fn etcd_manifest(
+    name: &str,
+    address: &str,
+    initial_cluster: &str,
+    state: &str,
+    peer: &str,
+) -> String {
     format!(
         "apiVersion: v1
 kind: Pod
@@ -138,9 +283,9 @@ spec:
     - --listen-client-urls=https://{address}:2379
     - --listen-peer-urls=https://{address}:2380
     - --name={name}
-    - --peer-cert-file=/etc/kubernetes/pki/etcd/server.crt
+    - --peer-cert-file=/etc/kubernetes/pki/etcd/{peer}.crt
     - --peer-client-cert-auth=true
-    - --peer-key-file=/etc/kubernetes/pki/etcd/server.key
+    - --peer-key-file=/etc/kubernetes/pki/etcd/{peer}.key
     - --peer-trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt
     - --snapshot-count=10000
     - --trusted-ca-file=/etc/kubernetes/pki/etcd/ca.crt
@@ -206,7 +351,8 @@ fn stop_child(child: &mut Child) {
 }
 
 impl ManifestRunner {
-    fn start(root: &TempRoot) -> ManifestRunner {
+    fn start(root: &TempRoot, etcd: &EtcdBuild) -> ManifestRunner {
+        let program = etcd.program("etcd");
         let root_path = root.path().to_path_buf();
         let manifest = root.join("/etc/kubernetes/manifests/etcd.yaml");
         let log = root.path().join("etcd-runner.log");
@@ -237,7 +383,7 @@ impl ManifestRunner {
                                 .append(true)
                                 .open(&log)
                                 .expect("log");
-                            let child = Command::new(etcd_program("etcd"))
+                            let child = Command::new(&program)
                                 .args(&arguments)
                                 .stdin(Stdio::null())
                                 .stdout(output.try_clone().expect("log"))
@@ -296,13 +442,13 @@ fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) 
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-fn bosun_etcd(root: &TempRoot, arguments: &[&str]) -> std::process::Output {
+fn bosun_etcd(root: &TempRoot, etcd: &EtcdBuild, arguments: &[&str]) -> std::process::Output {
     let mut all = vec!["etcd"];
     all.extend_from_slice(arguments);
     // bosun finds etcdutl/etcdctl for restores on the PATH, as on a node.
     let path = format!(
         "{}:{}",
-        etcd_bin().display(),
+        etcd.bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let mut command = Command::new(env!("CARGO_BIN_EXE_bosun"));
@@ -368,10 +514,11 @@ fn node_state(root: &TempRoot) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-fn assert_refused_and_unchanged(root: &TempRoot, file: &str, expected: &str) {
+fn assert_refused_and_unchanged(root: &TempRoot, etcd: &EtcdBuild, file: &str, expected: &str) {
     let before = node_state(root);
     let output = bosun_etcd(
         root,
+        etcd,
         &[
             "restore",
             file,
@@ -407,15 +554,55 @@ fn assert_refused_and_unchanged(root: &TempRoot, file: &str, expected: &str) {
     );
 }
 
+/// The kubeadm configuration whose etcd certificates the backup and restore tests run etcd with: the node's
+/// advertise address is elsewhere, so etcd's loopback address is in the serving and peer certificates only because
+/// of `serverCertSANs` and `peerCertSANs`.
+fn etcd_config(address: &str) -> String {
+    format!(
+        "apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+localAPIEndpoint:
+  advertiseAddress: 192.0.2.10
+nodeRegistration:
+  name: node-1
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.35.4
+etcd:
+  local:
+    serverCertSANs:
+    - {address}
+    peerCertSANs:
+    - {address}
+"
+    )
+}
+
 #[test]
-fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_refused() {
-    if !etcd_available("backup_then_restore") {
-        return;
+fn etcd_3_4_backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_refused() {
+    let test = "etcd_3_4_backup_then_restore";
+    if let Some(etcd) = EtcdBuild::debian(test) {
+        backup_then_restore(&etcd, "127.0.41.1", "3.4.");
     }
+}
+
+#[test]
+fn etcd_3_6_backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_refused() {
+    let test = "etcd_3_6_backup_then_restore";
+    if let Some(etcd) = EtcdBuild::harness(test) {
+        backup_then_restore(&etcd, "127.0.41.2", "3.6.");
+    }
+}
+
+/// On one member of `etcd` (whose version starts with `version`) listening on `address`, with certificates bosun
+/// made: 100 000 keys, a backup, damaged copies refused, more writes, a restore through the manifest; afterwards the
+/// keys and revision are the snapshot's and the member serves with the same certificates.
+fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str) {
     let root = TempRoot::new();
-    let address = "127.0.41.1";
     let endpoint = format!("https://{address}:2379");
-    let pki = Pki::new(&root, &[address]);
+    let pki = Pki::bosun(&root, etcd, &etcd_config(address));
+    let certificates = pki.contents();
     root.write(
         "/etc/kubernetes/manifests/etcd.yaml",
         etcd_manifest(
@@ -423,6 +610,7 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
             address,
             &format!("node-1=https://{address}:2380"),
             "new",
+            "peer",
         )
         .as_bytes(),
     );
@@ -431,16 +619,33 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
         "/etc/kubernetes/manifests/kube-apiserver.yaml",
         apiserver_manifest,
     );
-    let runner = ManifestRunner::start(&root);
-    wait_for("etcd to answer", Duration::from_secs(30), || {
-        bosun_etcd(&root, &["check"]).status.success()
+    let runner = ManifestRunner::start(&root, etcd);
+    wait_for("etcd to answer", Duration::from_secs(60), || {
+        bosun_etcd(&root, etcd, &["check"]).status.success()
     });
+    let served = pki.served_fingerprint(&endpoint);
+    assert_eq!(
+        served,
+        pki.file_fingerprint("server.crt"),
+        "etcd does not serve bosun's etcd-server certificate"
+    );
+    let versions: serde_json::Value =
+        serde_json::from_str(&pki.etcdctl(&endpoint, &["endpoint", "status", "-w", "json"]))
+            .expect("endpoint status json");
+    let running = versions[0]["Status"]["version"]
+        .as_str()
+        .expect("version")
+        .to_owned();
+    assert!(
+        running.starts_with(version),
+        "{running} is not etcd {version}x"
+    );
 
     // 100 000 keys, then a backup through the manifest's endpoint and certificates (no connection flags).
     write_keys(&pki, &endpoint, "key/", 100_000);
     let (count, revision_at_backup) = count_keys(&pki, &endpoint, "key/");
     assert_eq!(count, 100_000);
-    let output = bosun_etcd(&root, &["backup", "--output-file", "/backups/"]);
+    let output = bosun_etcd(&root, etcd, &["backup", "--output-file", "/backups/"]);
     assert_success(&output);
     let backup_path = stdout(&output).trim().to_owned();
     assert!(
@@ -467,6 +672,7 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
 
     let status = json(&bosun_etcd(
         &root,
+        etcd,
         &["backup", "status", &backup_path, "-o", "json"],
     ));
     assert_eq!(
@@ -486,11 +692,10 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
     let theirs: serde_json::Value = serde_json::from_str(
         &{
             // etcd 3.6 moved `snapshot status` from etcdctl to etcdutl.
-            let etcdutl = etcd_program("etcdutl");
-            let tool = if Path::new(&etcdutl).is_file() {
-                etcdutl
+            let tool = if etcd.has_etcdutl() {
+                etcd.program("etcdutl")
             } else {
-                etcd_program("etcdctl")
+                etcd.program("etcdctl")
             };
             run(&tool, &["snapshot", "status", &plain, "-w", "json"])
         }
@@ -502,10 +707,11 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
     .expect("etcdctl json");
     let ours = json(&bosun_etcd(
         &root,
+        etcd,
         &["backup", "status", "/backups/plain.db", "-o", "json"],
     ));
     // etcdutl (3.5+) counts the revisions in the `key` bucket; etcd 3.4's etcdctl counted every bucket's entries.
-    let their_count = if Path::new(&etcd_program("etcdutl")).is_file() {
+    let their_count = if etcd.has_etcdutl() {
         "totalKey"
     } else {
         "totalEntries"
@@ -530,6 +736,7 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
     root.write("/backups/flipped.bosun-etcd", &flipped);
     assert_refused_and_unchanged(
         &root,
+        etcd,
         "/backups/flipped.bosun-etcd",
         "fails AES-GCM authentication",
     );
@@ -537,7 +744,7 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
         "/backups/truncated.bosun-etcd",
         &original[..original.len() - 100],
     );
-    assert_refused_and_unchanged(&root, "/backups/truncated.bosun-etcd", "truncated");
+    assert_refused_and_unchanged(&root, etcd, "/backups/truncated.bosun-etcd", "truncated");
     root.write("/etc/bosun/other.key", b"bosun-etcd-backup-key-v1:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\n");
     std::fs::set_permissions(
         root.join("/etc/bosun/other.key"),
@@ -547,6 +754,7 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
     let before = node_state(&root);
     let output = bosun_etcd(
         &root,
+        etcd,
         &[
             "restore",
             &backup_path,
@@ -561,7 +769,11 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
         stderr(&output)
     );
     assert_eq!(node_state(&root), before);
-    let output = bosun_etcd(&root, &["backup", "status", "/backups/flipped.bosun-etcd"]);
+    let output = bosun_etcd(
+        &root,
+        etcd,
+        &["backup", "status", "/backups/flipped.bosun-etcd"],
+    );
     assert_exit(&output, bosun::exit::CHECK_FAILED);
 
     // More writes after the backup, which the restore must undo.
@@ -571,6 +783,7 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
 
     let output = bosun_etcd(
         &root,
+        etcd,
         &[
             "restore",
             &backup_path,
@@ -596,6 +809,17 @@ fn backup_then_restore_brings_back_exactly_the_snapshot_and_damaged_backups_are_
         pki.etcdctl(&endpoint, &["get", "key/000000", "--print-value-only"])
             .trim(),
         "value of key/000000"
+    );
+    // The restored member serves with the certificates bosun made, untouched by the restore.
+    assert_eq!(
+        pki.contents(),
+        certificates,
+        "the restore changed the etcd PKI"
+    );
+    assert_eq!(
+        pki.served_fingerprint(&endpoint),
+        served,
+        "the restored member serves another certificate"
     );
 
     let manifest = root.read_string("/etc/kubernetes/manifests/etcd.yaml");
@@ -652,15 +876,16 @@ struct Member {
 impl Member {
     fn start(
         root: &TempRoot,
+        etcd: &EtcdBuild,
         name: &str,
         address: &str,
         initial_cluster: &str,
         state: &str,
     ) -> Member {
-        let text = etcd_manifest(name, address, initial_cluster, state)
+        let text = etcd_manifest(name, address, initial_cluster, state, "server")
             .replace("/var/lib/etcd", &format!("/var/lib/etcd-{name}"));
         let log = std::fs::File::create(root.path().join(format!("{name}.log"))).expect("log");
-        let child = Command::new(etcd_program("etcd"))
+        let child = Command::new(etcd.program("etcd"))
             .args(manifest_command(&text, root.path()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -681,23 +906,24 @@ impl Drop for Member {
     }
 }
 
-fn members_json(root: &TempRoot, endpoint: &str) -> Vec<serde_json::Value> {
+fn members_json(root: &TempRoot, etcd: &EtcdBuild, endpoint: &str) -> Vec<serde_json::Value> {
     let mut arguments: Vec<String> = vec!["members".into(), "-o".into(), "json".into()];
     arguments.extend(Pki::flags(endpoint));
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-    let output = bosun_etcd(root, &arguments);
+    let output = bosun_etcd(root, etcd, &arguments);
     assert_success(&output);
     json(&output).as_array().expect("array").clone()
 }
 
 #[test]
 fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() {
-    if !etcd_available("member_replace") {
+    let Some(debian) = EtcdBuild::debian("member_replace") else {
         return;
-    }
+    };
+    let etcd = &debian;
     let root = TempRoot::new();
     let addresses = ["127.0.42.1", "127.0.42.2", "127.0.42.3", "127.0.42.4"];
-    let _pki = Pki::new(&root, &addresses);
+    let _pki = Pki::openssl(&root, etcd, &addresses);
     let cluster: Vec<String> = addresses[..3]
         .iter()
         .enumerate()
@@ -708,7 +934,14 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
         .iter()
         .enumerate()
         .map(|(index, address)| {
-            Member::start(&root, &format!("m{}", index + 1), address, &cluster, "new")
+            Member::start(
+                &root,
+                etcd,
+                &format!("m{}", index + 1),
+                address,
+                &cluster,
+                "new",
+            )
         })
         .collect();
     let endpoint = "https://127.0.42.1:2379";
@@ -716,9 +949,9 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
         let mut arguments: Vec<String> = vec!["check".into()];
         arguments.extend(Pki::flags(endpoint));
         let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-        bosun_etcd(&root, &arguments).status.success()
+        bosun_etcd(&root, etcd, &arguments).status.success()
     });
-    let listed = members_json(&root, endpoint);
+    let listed = members_json(&root, etcd, endpoint);
     assert_eq!(listed.len(), 3);
     assert_eq!(
         listed
@@ -734,7 +967,7 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
         "m3 to be reported unhealthy",
         Duration::from_secs(20),
         || {
-            members_json(&root, endpoint)
+            members_json(&root, etcd, endpoint)
                 .iter()
                 .any(|member| member["name"] == "m3" && member["healthy"] == false)
         },
@@ -744,7 +977,7 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
     let mut arguments: Vec<String> = vec!["member".into(), "remove".into(), "m1".into()];
     arguments.extend(Pki::flags(endpoint));
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-    let output = bosun_etcd(&root, &arguments);
+    let output = bosun_etcd(&root, etcd, &arguments);
     assert_exit(&output, bosun::exit::PREFLIGHT_FAILED);
     assert!(
         stderr(&output).contains("would lose quorum"),
@@ -752,7 +985,7 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
         stderr(&output)
     );
     assert_eq!(
-        members_json(&root, endpoint).len(),
+        members_json(&root, etcd, endpoint).len(),
         3,
         "a refused removal changed the membership"
     );
@@ -770,7 +1003,7 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
     ];
     arguments.extend(Pki::flags(endpoint));
     let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
-    let output = bosun_etcd(&root, &arguments);
+    let output = bosun_etcd(&root, etcd, &arguments);
     assert_success(&output);
     let instructions = json(&output);
     assert_eq!(instructions["initialClusterState"], "existing");
@@ -782,12 +1015,19 @@ fn a_stopped_member_is_replaced_and_removal_that_would_lose_quorum_is_refused() 
         initial_cluster.contains("m4=https://127.0.42.4:2380") && !initial_cluster.contains("m3="),
         "{initial_cluster}"
     );
-    let _fourth = Member::start(&root, "m4", addresses[3], &initial_cluster, "existing");
+    let _fourth = Member::start(
+        &root,
+        etcd,
+        "m4",
+        addresses[3],
+        &initial_cluster,
+        "existing",
+    );
     wait_for(
         "m4 to join and the cluster to be healthy",
         Duration::from_secs(40),
         || {
-            let listed = members_json(&root, endpoint);
+            let listed = members_json(&root, etcd, endpoint);
             listed.len() == 3
                 && listed.iter().all(|member| member["healthy"] == true)
                 && listed.iter().any(|member| member["name"] == "m4")
