@@ -2,8 +2,12 @@
 //! directories, its own containerd, kubelet and cgroup root) connected to the others through the bridge of a
 //! [`Network`]; `bosun init` makes the first a control plane and `bosun join`, with what init printed, makes the
 //! second a worker and the third a second control-plane node (a stacked etcd member).
+//! On those three nodes a kube-proxy image change then rolls out node by node, `bosun addon rollback` restores it
+//! the same way, and `--kube-proxy-max-unavailable 2` replaces two nodes at once.
 
-use std::time::Instant;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::harness::binaries::Binaries;
 use crate::harness::network::{self, Network};
@@ -327,9 +331,412 @@ fn a_worker_and_a_control_plane_node_join_with_bosun_join() {
         kubelet_conf,
         "the refused join changed kubelet.conf"
     );
+    let joins_checked = started.elapsed();
     eprintln!(
         "tier 3: runtimes and images {runtimes_ready:?}, init {init_done:?}, worker joined {worker_joined:?}, \
-         control plane joined {second_joined:?}, three nodes Ready {nodes_ready:?}, kube-proxy on all {:?}",
+         control plane joined {second_joined:?}, three nodes Ready {nodes_ready:?}, kube-proxy on all and the \
+         re-join refused {joins_checked:?}"
+    );
+
+    kube_proxy_rolls_out_node_by_node(&nodes, &binaries, config_path);
+    eprintln!(
+        "tier 3: kube-proxy rollouts and rollback took {:?} (total {:?})",
+        started.elapsed() - joins_checked,
+        started.elapsed()
+    );
+}
+
+/// One kube-proxy pod as the control plane lists it.
+#[derive(Debug, Clone)]
+struct ProxyPod {
+    node: String,
+    pod: String,
+    image: String,
+    /// Ready and not terminating.
+    ready: bool,
+}
+
+/// The kube-proxy pods of the cluster.
+fn kube_proxy_pods(control_plane: &Node, binaries: &Binaries) -> Result<Vec<ProxyPod>, String> {
+    let pods = kubectl_json(
+        control_plane,
+        binaries,
+        &[
+            "get",
+            "pods",
+            "--namespace=kube-system",
+            "--selector=k8s-app=kube-proxy",
+        ],
+    )?;
+    Ok(pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|pod| ProxyPod {
+            node: pod["spec"]["nodeName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            pod: pod["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            image: pod["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            ready: pod["metadata"]["deletionTimestamp"].is_null()
+                && pod["status"]["conditions"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|condition| condition["type"] == "Ready" && condition["status"] == "True"),
+        })
+        .collect())
+}
+
+/// Runs `run` while a thread lists the kube-proxy pods again and again; returns its result and every listing.
+fn watching_kube_proxy<T>(
+    control_plane: &Node,
+    binaries: &Binaries,
+    run: impl FnOnce() -> T,
+) -> (T, Vec<Vec<ProxyPod>>) {
+    let stop = AtomicBool::new(false);
+    // The first listing is taken before `run` starts: every pod in it is an old one.
+    let first = kube_proxy_pods(control_plane, binaries).expect("kube-proxy pods");
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut listings = vec![first];
+            loop {
+                let last = stop.load(Ordering::SeqCst);
+                if let Ok(pods) = kube_proxy_pods(control_plane, binaries) {
+                    listings.push(pods);
+                }
+                if last {
+                    return listings;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let result = run();
+        stop.store(true, Ordering::SeqCst);
+        (result, watcher.join().expect("the kube-proxy watcher"))
+    })
+}
+
+/// The text of every message event of a `-o json` run.
+fn messages(output: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "message")
+        .map(|event| event["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Checks one rollout to `image` on `nodes` from both sides: the watcher's listings (never more than
+/// `max_unavailable` nodes without a ready kube-proxy, and at least one without; every node ends on a new pod with
+/// the image) and bosun's messages (one line per node naming its new pod, in the order the watcher saw the nodes
+/// finish, then "rolled out at revision `revision`: 3 of 3 nodes"). Returns the most nodes seen unavailable at once.
+fn assert_rolled_out(
+    what: &str,
+    nodes: &[&Node],
+    listings: &[Vec<ProxyPod>],
+    said: &[String],
+    image: &str,
+    revision: i64,
+    max_unavailable: usize,
+) -> usize {
+    let names: Vec<&str> = nodes.iter().map(|node| node.name()).collect();
+    let first = listings.first().expect("a listing before the rollout");
+    let last = listings.last().expect("a listing after the rollout");
+    let old_pods: BTreeSet<&str> = first.iter().map(|pod| pod.pod.as_str()).collect();
+    let mut most_unavailable = 0;
+    let mut finished: BTreeMap<&str, usize> = BTreeMap::new();
+    for (index, listing) in listings.iter().enumerate() {
+        let unavailable: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| !listing.iter().any(|pod| pod.node == *name && pod.ready))
+            .collect();
+        assert!(
+            unavailable.len() <= max_unavailable,
+            "{what}: {} nodes without a ready kube-proxy at once ({unavailable:?}; maxUnavailable {max_unavailable}): \
+             {listing:?}",
+            unavailable.len()
+        );
+        most_unavailable = most_unavailable.max(unavailable.len());
+        for pod in listing {
+            if pod.ready && pod.image == image && !old_pods.contains(pod.pod.as_str()) {
+                finished.entry(pod.node.as_str()).or_insert(index);
+            }
+        }
+    }
+    assert!(
+        most_unavailable >= 1,
+        "{what}: the watcher never saw a node without a ready kube-proxy in {} listings",
+        listings.len()
+    );
+    for name in &names {
+        let now: Vec<&ProxyPod> = last.iter().filter(|pod| pod.node == *name).collect();
+        assert!(
+            now.len() == 1
+                && now[0].ready
+                && now[0].image == image
+                && !old_pods.contains(now[0].pod.as_str()),
+            "{what}: node {name} does not run a new ready kube-proxy with {image}: {last:?}"
+        );
+    }
+
+    let prefix = "DaemonSet kube-system/kube-proxy: node ";
+    let reported: Vec<(String, String)> = said
+        .iter()
+        .filter_map(|text| {
+            let (node, pod) = text
+                .strip_prefix(prefix)?
+                .split_once(" updated and available (pod ")?;
+            Some((node.to_owned(), pod.strip_suffix(')')?.to_owned()))
+        })
+        .collect();
+    let mut reported_nodes: Vec<&str> = reported.iter().map(|(node, _)| node.as_str()).collect();
+    reported_nodes.sort_unstable();
+    let mut expected_nodes = names.clone();
+    expected_nodes.sort_unstable();
+    assert_eq!(
+        reported_nodes, expected_nodes,
+        "{what}: bosun's node lines: {said:#?}"
+    );
+    for (node, pod) in &reported {
+        assert!(
+            last.iter()
+                .any(|running| &running.node == node && &running.pod == pod),
+            "{what}: bosun named pod {pod} for node {node}, which runs {last:?}"
+        );
+    }
+    // Nodes the watcher saw finish in different listings are reported in that order.
+    for (earlier, (node, _)) in reported.iter().enumerate() {
+        for (later_node, _) in &reported[earlier + 1..] {
+            assert!(
+                finished.get(node.as_str()) <= finished.get(later_node.as_str()),
+                "{what}: bosun reported {node} before {later_node}, the watcher saw them finish the other way \
+                 round ({finished:?}): {said:#?}"
+            );
+        }
+    }
+    let done = format!(
+        "DaemonSet kube-system/kube-proxy rolled out at revision {revision}: 3 of 3 nodes updated and available"
+    );
+    let done_at = said.iter().position(|text| text.starts_with(&done));
+    let last_node_line = said.iter().rposition(|text| text.starts_with(prefix));
+    assert!(
+        done_at.is_some() && last_node_line < done_at,
+        "{what}: no \"{done}\" after the node lines: {said:#?}"
+    );
+    most_unavailable
+}
+
+/// kube-proxy's revisions as bosun and kubectl list them: (revision, image), oldest first; bosun's current one.
+fn kube_proxy_history(
+    control_plane: &Node,
+    binaries: &Binaries,
+) -> (Vec<(i64, String)>, Option<i64>) {
+    let recorded = bosun(
+        control_plane,
+        binaries,
+        &["-o", "json", "addon", "history", "kube-proxy"],
+    );
+    assert_ok("bosun addon history kube-proxy -o json", &recorded);
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&recorded.stdout).expect("history JSON");
+    let revisions = recorded["revisions"].as_array().expect("revisions");
+    let ours: Vec<(i64, String)> = revisions
+        .iter()
+        .map(|revision| {
+            (
+                revision["revision"].as_i64().expect("a revision number"),
+                revision["images"][0]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let current = revisions
+        .iter()
+        .find(|revision| revision["current"] == true)
+        .and_then(|revision| revision["revision"].as_i64());
+    let kubectl = |extra: &[&str]| {
+        let mut arguments = vec![
+            "--kubeconfig=/etc/kubernetes/admin.conf",
+            "rollout",
+            "history",
+            "daemonset",
+            "kube-proxy",
+            "--namespace=kube-system",
+        ];
+        arguments.extend_from_slice(extra);
+        let output = control_plane.output(binaries.path("kubectl"), &arguments);
+        assert_ok("kubectl rollout history daemonset kube-proxy", &output);
+        output.stdout
+    };
+    let theirs: Vec<(i64, String)> = String::from_utf8_lossy(&kubectl(&[]))
+        .lines()
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .map(|revision: i64| {
+            let shown: serde_json::Value = serde_json::from_slice(&kubectl(&[
+                &format!("--revision={revision}"),
+                "-o",
+                "json",
+            ]))
+            .expect("kubectl rollout history JSON");
+            let image = shown["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            (revision, image)
+        })
+        .collect();
+    assert_eq!(
+        ours, theirs,
+        "bosun addon history and kubectl rollout history disagree"
+    );
+    (ours, current)
+}
+
+/// Issue 6: a kube-proxy image change rolls out node by node (maxUnavailable 1) on the three nodes and `bosun addon
+/// rollback` restores the previous revision the same way; with `--kube-proxy-max-unavailable 2` two nodes go at
+/// once.
+fn kube_proxy_rolls_out_node_by_node(nodes: &[&Node], binaries: &Binaries, config_path: &str) {
+    let control_plane = nodes[0];
+    let before = kube_proxy_pods(control_plane, binaries).expect("kube-proxy pods");
+    let old_image = before.first().expect("a kube-proxy pod").image.clone();
+    // The same image under another repository name on every node, so the kubelets find it without a registry.
+    let repository = "mirror.example/k8s";
+    let new_image = old_image.replacen(
+        old_image
+            .rsplit_once("/kube-proxy:")
+            .expect("an image name")
+            .0,
+        repository,
+        1,
+    );
+    for node in nodes {
+        let tagged = std::process::Command::new("ctr")
+            .arg("--address")
+            .arg(node.path("/run/containerd/containerd.sock"))
+            .args([
+                "--namespace",
+                "k8s.io",
+                "images",
+                "tag",
+                &old_image,
+                &new_image,
+            ])
+            .output()
+            .expect("run ctr");
+        assert_ok(&format!("ctr images tag on {}", node.name()), &tagged);
+    }
+    // /etc is an overlay in the node: read the file through its mounts.
+    let config = control_plane.output("cat", &[config_path]);
+    assert_ok("reading the cluster's config", &config);
+    let config = String::from_utf8_lossy(&config.stdout).into_owned();
+    let mirror_path = "/etc/bosun-tier3/mirror.yaml";
+    control_plane.write(
+        mirror_path,
+        config
+            .replacen(
+                "kind: ClusterConfiguration\n",
+                &format!("kind: ClusterConfiguration\nimageRepository: {repository}\n"),
+                1,
+            )
+            .as_bytes(),
+    );
+    let phase = |extra: &[&str]| {
+        let mut arguments = vec![
+            "-o",
+            "json",
+            "init",
+            "phase",
+            "addon",
+            "kube-proxy",
+            "--config",
+            mirror_path,
+        ];
+        arguments.extend_from_slice(extra);
+        bosun(control_plane, binaries, &arguments)
+    };
+
+    // Revision 2: the new image, one node at a time.
+    let started = Instant::now();
+    let (changed, listings) = watching_kube_proxy(control_plane, binaries, || phase(&[]));
+    assert_ok("bosun init phase addon kube-proxy (new image)", &changed);
+    let said = messages(&changed);
+    eprintln!("tier 3: the rollout said {said:#?}");
+    let most = assert_rolled_out("the new image", nodes, &listings, &said, &new_image, 2, 1);
+    eprintln!(
+        "tier 3: the watcher listed the kube-proxy pods {} times during the rollout, at most {most} node(s) without one ready",
+        listings.len()
+    );
+    let rolled_out = started.elapsed();
+
+    // The rollback: revision 1's template again, as revision 3, one node at a time.
+    let started = Instant::now();
+    let (rolled, listings) = watching_kube_proxy(control_plane, binaries, || {
+        bosun(
+            control_plane,
+            binaries,
+            &["-o", "json", "addon", "rollback", "kube-proxy"],
+        )
+    });
+    assert_ok("bosun addon rollback kube-proxy", &rolled);
+    let said = messages(&rolled);
+    eprintln!("tier 3: the rollback said {said:#?}");
+    let most = assert_rolled_out("the rollback", nodes, &listings, &said, &old_image, 3, 1);
+    eprintln!(
+        "tier 3: the watcher listed the kube-proxy pods {} times during the rollback, at most {most} node(s) without one ready",
+        listings.len()
+    );
+    let rolled_back = started.elapsed();
+    let (history, current) = kube_proxy_history(control_plane, binaries);
+    assert_eq!(
+        history,
+        [(2, new_image.clone()), (3, old_image.clone())],
+        "revision 1 became revision 3"
+    );
+    assert_eq!(current, Some(3));
+
+    // maxUnavailable 2: two of the three nodes are replaced at once (revision 2's template becomes revision 4).
+    let started = Instant::now();
+    let (wider, listings) = watching_kube_proxy(control_plane, binaries, || {
+        phase(&["--kube-proxy-max-unavailable", "2"])
+    });
+    assert_ok(
+        "bosun init phase addon kube-proxy --kube-proxy-max-unavailable 2",
+        &wider,
+    );
+    let said = messages(&wider);
+    let most = assert_rolled_out(
+        "maxUnavailable 2",
+        nodes,
+        &listings,
+        &said,
+        &new_image,
+        4,
+        2,
+    );
+    eprintln!(
+        "tier 3: the watcher listed the kube-proxy pods {} times with maxUnavailable 2, at most {most} nodes without one ready",
+        listings.len()
+    );
+    assert_eq!(
+        most, 2,
+        "with maxUnavailable 2 the watcher never saw two nodes replaced at once"
+    );
+    let (history, current) = kube_proxy_history(control_plane, binaries);
+    assert_eq!(history, [(3, old_image), (4, new_image)]);
+    assert_eq!(current, Some(4));
+    eprintln!(
+        "tier 3: kube-proxy rolled out in {rolled_out:?}, rolled back in {rolled_back:?}, with maxUnavailable 2 in {:?}",
         started.elapsed()
     );
 }
