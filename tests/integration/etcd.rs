@@ -466,19 +466,16 @@ fn json(output: &std::process::Output) -> serde_json::Value {
         .unwrap_or_else(|error| panic!("not JSON ({error}): {}", stdout(output)))
 }
 
-/// Writes `count` keys `key/NNNNNN` through bosun's own etcd client (transactions of 100 puts).
-fn write_keys(pki: &Pki, endpoint: &str, prefix: &str, count: usize) -> i64 {
+/// Writes `count` keys `<prefix>NNNNNN` through bosun's own etcd client: [`WRITERS`] clients at once, each sending
+/// transactions of 100 puts, so that etcd commits several transactions per disk sync.
+fn write_keys(pki: &Pki, endpoint: &str, prefix: &str, count: usize) {
+    const WRITERS: usize = 8;
     let read = |name: &str| std::fs::read(pki.directory.join(name)).expect("read pki");
-    let client = bosun::host::etcd::LocalEtcd::new(
-        vec![endpoint.to_owned()],
-        Some(bosun::host::etcd::TlsMaterial {
-            ca: read("ca.crt"),
-            cert: read("healthcheck-client.crt"),
-            key: read("healthcheck-client.key"),
-        }),
-        Duration::from_secs(30),
-    )
-    .expect("client");
+    let tls = bosun::host::etcd::TlsMaterial {
+        ca: read("ca.crt"),
+        cert: read("healthcheck-client.crt"),
+        key: read("healthcheck-client.key"),
+    };
     let pairs: Vec<(String, Vec<u8>)> = (0..count)
         .map(|index| {
             (
@@ -487,7 +484,21 @@ fn write_keys(pki: &Pki, endpoint: &str, prefix: &str, count: usize) -> i64 {
             )
         })
         .collect();
-    client.put_many(&pairs).expect("put keys")
+    std::thread::scope(|scope| {
+        for share in pairs.chunks(count.div_ceil(WRITERS).max(1)) {
+            let tls = tls.clone();
+            scope.spawn(move || {
+                bosun::host::etcd::LocalEtcd::new(
+                    vec![endpoint.to_owned()],
+                    Some(tls),
+                    Duration::from_secs(30),
+                )
+                .expect("client")
+                .put_many(share)
+                .expect("put keys");
+            });
+        }
+    });
 }
 
 fn count_keys(pki: &Pki, endpoint: &str, prefix: &str) -> (u64, i64) {
@@ -642,11 +653,18 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str) {
     );
 
     // 100 000 keys, then a backup through the manifest's endpoint and certificates (no connection flags).
+    let started = Instant::now();
     write_keys(&pki, &endpoint, "key/", 100_000);
+    eprintln!(
+        "[{running}] 100 000 keys written in {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
     let (count, revision_at_backup) = count_keys(&pki, &endpoint, "key/");
     assert_eq!(count, 100_000);
     let output = bosun_etcd(&root, etcd, &["backup", "--output-file", "/backups/"]);
     assert_success(&output);
+    eprintln!("[{running}] backup in {:?}", started.elapsed());
     let backup_path = stdout(&output).trim().to_owned();
     assert!(
         backup_path.starts_with("/backups/etcd-kubernetes-")
@@ -781,6 +799,7 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str) {
     pki.etcdctl(&endpoint, &["del", "key/000000"]);
     assert!(count_keys(&pki, &endpoint, "key/").1 > revision_at_backup);
 
+    let started = Instant::now();
     let output = bosun_etcd(
         &root,
         etcd,
@@ -794,6 +813,7 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str) {
         ],
     );
     assert_success(&output);
+    eprintln!("[{running}] restore in {:?}", started.elapsed());
     let (count, revision) = count_keys(&pki, &endpoint, "key/");
     assert_eq!(
         (count, revision),
