@@ -16,8 +16,11 @@
 //!    certificate (0644). A kubeconfig keeps everything but its embedded client certificate and key.
 //! 3. Restart, one component at a time: add the annotation `bosun.dev/restarted-at: <RFC 3339>` to the pod
 //!    metadata of `/etc/kubernetes/manifests/<component>.yaml` (the kubelet recreates a static pod whose manifest
-//!    changed), wait until its health endpoint (from the manifest's flags) has gone down and is healthy again, within
-//!    `--restart-timeout`, before the next component.
+//!    changed). When admin.conf reaches an API server that shows the component's mirror pod, wait until the kubelet
+//!    reports a mirror pod with the new annotation whose containers run (the kubelet starts it only after the old
+//!    one stopped), then until its health endpoint (from the manifest's flags) is healthy; without such an API
+//!    server, wait until the health endpoint has gone down and is healthy again. Both within `--restart-timeout`,
+//!    before the next component.
 //!
 //! # Guarantees
 //! - Nothing changes before the plan is complete; an explicitly requested certificate that cannot be renewed stops the
@@ -36,8 +39,11 @@
 //! # Caveats
 //! - A certificate and its key are two files: an interruption between the two writes leaves a new key beside the old
 //!   certificate until the next run (which renews that certificate again).
-//! - The health endpoint does not tell which pod answers; bosun waits to see the endpoint go down first (the kubelet
-//!   notices a manifest change within its `fileCheckFrequency`, 20 s by default) and warns if it never did.
+//! - The health endpoint does not tell which pod answers: on a real node the old API server answered /livez after
+//!   etcd's restart made it fail for a moment, before the kubelet had replaced it (tests/e2e/renew.rs). So the
+//!   mirror pod decides when there is one; only without an API server does bosun fall back to seeing the endpoint
+//!   go down first (the kubelet notices a manifest change within its `fileCheckFrequency`, 20 s by default), and it
+//!   warns if it never did.
 //! - The restart annotation stays in the manifest; a later `init`/`upgrade` that renders the manifest again removes
 //!   it, which restarts the component once more.
 
@@ -632,6 +638,11 @@ fn restart_component(
     let text = String::from_utf8(text)
         .map_err(|_| PhaseError::failed(format!("{origin} is not a text file")))?;
     let url = health_url(component, &text);
+    let mirror_api = if ctx.host.dry_run || url.is_none() {
+        None
+    } else {
+        mirror_pods_api(ctx, component)
+    };
     let stamp = rfc3339(ctx.host.clock.now());
     let annotated = annotate(&text, &origin, &stamp).map_err(failed)?;
     ctx.ensure_file_with_detail(
@@ -663,6 +674,42 @@ fn restart_component(
         }
     };
     let started = Instant::now();
+    // With the API server, wait for the kubelet's own word that it replaced the pod: a health endpoint does not say
+    // which instance answers, and the old one (or a blip caused by the previous restart) would pass for the new.
+    if let Some((api, admin)) = mirror_api {
+        ctx.info(format!(
+            "waiting for the kubelet to run a new {component} pod with {RESTART_ANNOTATION}: {stamp} (up to {}s)",
+            settings.timeout.as_secs()
+        ));
+        let mut seen;
+        loop {
+            match api.list("v1", "Pod", Some("kube-system"), None) {
+                Ok(pods) => match restarted_pod(&pods, component, &stamp) {
+                    Ok(name) => {
+                        ctx.info(format!(
+                            "the kubelet runs {name} with the new annotation after {}s",
+                            started.elapsed().as_secs()
+                        ));
+                        break;
+                    }
+                    Err(why) => seen = why,
+                },
+                Err(error) => seen = format!("the API server (as {admin}) answered: {error}"),
+            }
+            if started.elapsed() >= settings.timeout {
+                return Err(PhaseError::failed(format!(
+                    "the kubelet did not run a new {component} pod within {}s after its manifest {origin} changed ({seen})",
+                    settings.timeout.as_secs()
+                ))
+                .with_hint(format!(
+                    "look at the kubelet's log and `crictl ps -a`; the renewed certificates are in place, and `bosun certs \
+                     renew` can be run again"
+                )));
+            }
+            std::thread::sleep(settings.interval);
+        }
+        return wait_healthy(ctx, component, &url, &origin, started, &probe);
+    }
     let mut went_down = false;
     let settle = settings.settle.min(settings.timeout);
     while started.elapsed() < settle {
@@ -680,13 +727,26 @@ fn restart_component(
             crate::paths::MANIFESTS_DIR
         ));
     }
+    wait_healthy(ctx, component, &url, &origin, started, &probe)
+}
+
+/// Probes `url` until it answers 200, within the restart timeout counted from `started`.
+fn wait_healthy(
+    ctx: &mut PhaseCtx<'_, RenewData>,
+    component: &str,
+    url: &str,
+    origin: &str,
+    started: Instant,
+    probe: &dyn Fn(&str) -> Result<(), String>,
+) -> Result<(), PhaseError> {
+    let settings = ctx.data.restart.clone();
     ctx.info(format!(
         "waiting for {component} to be healthy at {url} (up to {}s)",
         settings.timeout.as_secs()
     ));
     let mut last_error;
     loop {
-        match probe(&url) {
+        match probe(url) {
             Ok(()) => {
                 ctx.info(format!(
                     "{component} is healthy after {}s",
@@ -708,6 +768,74 @@ fn restart_component(
         }
         std::thread::sleep(settings.interval);
     }
+}
+
+/// A connection as admin.conf when it shows a mirror pod of `component` before the restart (the kubelet runs it
+/// and reports to this API server); `None` otherwise (no admin.conf, no API server, or not a kubelet's static pod),
+/// and the restart is judged by the health endpoint alone.
+fn mirror_pods_api(
+    ctx: &mut PhaseCtx<'_, RenewData>,
+    component: &str,
+) -> Option<(Box<dyn crate::host::cluster::ClusterApi>, String)> {
+    let connector = ctx.data.restart.connector.clone()?;
+    let admin = KUBECONFIGS.iter().find(|spec| spec.file == "admin.conf")?;
+    let path = ctx.data.locations.kubeconfig(admin);
+    let origin = path.display().to_string();
+    let kubeconfig = ctx.host.files.read(&path).ok()??;
+    let api = connector.connect(&kubeconfig, &origin).ok()?;
+    let pods = api.list("v1", "Pod", Some("kube-system"), None).ok()?;
+    if mirror_pods(&pods, component).next().is_none() {
+        return None;
+    }
+    Some((api, origin))
+}
+
+/// The mirror pods (the kubelet's reflection of a static pod) of a control-plane component, by kubeadm's
+/// `component` label.
+fn mirror_pods<'a>(
+    pods: &'a [serde_json::Value],
+    component: &'a str,
+) -> impl Iterator<Item = &'a serde_json::Value> + 'a {
+    pods.iter().filter(move |pod| {
+        pod["metadata"]["labels"]["component"] == component
+            && pod["metadata"]["annotations"]
+                .get("kubernetes.io/config.mirror")
+                .is_some()
+    })
+}
+
+/// The name of the mirror pod of `component` that carries the restart annotation `stamp` and whose containers all
+/// run (the kubelet starts a static pod whose manifest changed only after the old one has stopped), or what was
+/// seen instead.
+pub fn restarted_pod(
+    pods: &[serde_json::Value],
+    component: &str,
+    stamp: &str,
+) -> Result<String, String> {
+    let mut seen = Vec::new();
+    for pod in mirror_pods(pods, component) {
+        let name = pod["metadata"]["name"].as_str().unwrap_or("?");
+        if pod["metadata"]["annotations"][RESTART_ANNOTATION] != stamp {
+            seen.push(format!("{name} is the old pod"));
+            continue;
+        }
+        let statuses = pod["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !statuses.is_empty()
+            && statuses
+                .iter()
+                .all(|status| status["state"].get("running").is_some())
+        {
+            return Ok(name.to_owned());
+        }
+        seen.push(format!("{name} has containers that do not run yet"));
+    }
+    if seen.is_empty() {
+        seen.push(format!("no mirror pod of {component}"));
+    }
+    Err(seen.join("; "))
 }
 
 fn restart_phase(component: &'static str) -> Phase<RenewData> {

@@ -229,3 +229,60 @@ fn locations_follow_the_configuration_unless_overridden() {
         Path::new("/srv/pki/apiserver.key")
     );
 }
+
+#[test]
+fn only_the_mirror_pod_with_the_new_annotation_and_running_containers_counts_as_restarted() {
+    use super::renew::restarted_pod;
+    use serde_json::json;
+    let pod = |name: &str, component: &str, stamp: Option<&str>, state: serde_json::Value| {
+        let mut annotations = json!({"kubernetes.io/config.mirror": "hash"});
+        if let Some(stamp) = stamp {
+            annotations[RESTART_ANNOTATION] = json!(stamp);
+        }
+        json!({
+            "metadata": {"name": name, "labels": {"component": component}, "annotations": annotations},
+            "status": {"containerStatuses": [{"name": component, "state": state}]}
+        })
+    };
+    let running = json!({"running": {"startedAt": "2026-12-01T20:03:13Z"}});
+    let new = "2026-12-01T20:03:03.5Z";
+    // The old pod still runs (the old API server answers /livez): not restarted yet.
+    let old = pod("kube-apiserver-n", "kube-apiserver", None, running.clone());
+    let error = restarted_pod(std::slice::from_ref(&old), "kube-apiserver", new).unwrap_err();
+    assert!(error.contains("kube-apiserver-n is the old pod"), "{error}");
+    // An earlier restart's stamp is old too.
+    let earlier = pod(
+        "kube-apiserver-n",
+        "kube-apiserver",
+        Some("2026-11-01T00:00:00Z"),
+        running.clone(),
+    );
+    assert!(restarted_pod(&[earlier], "kube-apiserver", new).is_err());
+    // The new pod whose container is still being created.
+    let waiting = pod(
+        "kube-apiserver-n",
+        "kube-apiserver",
+        Some(new),
+        json!({"waiting": {"reason": "ContainerCreating"}}),
+    );
+    let error = restarted_pod(&[waiting], "kube-apiserver", new).unwrap_err();
+    assert!(error.contains("do not run yet"), "{error}");
+    // Another component's pod, and a non-mirror pod with the label, do not count.
+    let other = pod("etcd-n", "etcd", Some(new), running.clone());
+    let mut not_mirror = pod(
+        "kube-apiserver-x",
+        "kube-apiserver",
+        Some(new),
+        running.clone(),
+    );
+    not_mirror["metadata"]["annotations"] = json!({});
+    not_mirror["metadata"]["annotations"][RESTART_ANNOTATION] = json!(new);
+    let error = restarted_pod(&[other, not_mirror], "kube-apiserver", new).unwrap_err();
+    assert_eq!(error, "no mirror pod of kube-apiserver");
+    // The kubelet runs the new pod.
+    let restarted = pod("kube-apiserver-n", "kube-apiserver", Some(new), running);
+    assert_eq!(
+        restarted_pod(&[restarted], "kube-apiserver", new).as_deref(),
+        Ok("kube-apiserver-n")
+    );
+}
