@@ -34,6 +34,8 @@
 //! - `tier2` (tests/e2e/tier2.rs): a node's own containerd runs the locally built images; `bosun init` for real on a
 //!   node in namespaces (containerd, kubelet, static pods, CNI, kube-proxy, CoreDNS), and again with no change.
 //! - `tier3` (tests/e2e/tier3.rs): a second node joins the first with `bosun join` over a bridge.
+//! - `renew` (tests/e2e/renew.rs): `bosun certs renew all` on a tier-2 node; the real kubelet restarts the
+//!   control plane one component at a time.
 //! - `differential` (tests/e2e/differential.rs): real kubeadm and bosun write equivalent files from one config.
 
 #![expect(
@@ -57,6 +59,8 @@ mod join;
 mod node;
 mod pki;
 mod reset;
+#[path = "../e2e/renew.rs"]
+mod renew;
 mod services;
 mod status;
 mod support;
