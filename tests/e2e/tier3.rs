@@ -691,6 +691,12 @@ fn kube_proxy_rolls_out_node_by_node(nodes: &[&Node], binaries: &Binaries, confi
     assert_ok("bosun addon rollback kube-proxy", &rolled);
     let said = messages(&rolled);
     eprintln!("tier 3: the rollback said {said:#?}");
+    let restored = format!("restored revision 1 (was revision 2): {old_image}");
+    assert!(
+        String::from_utf8_lossy(&rolled.stdout).contains(&restored),
+        "the rollback does not say {restored:?}:\n{}",
+        String::from_utf8_lossy(&rolled.stdout)
+    );
     let most = assert_rolled_out("the rollback", nodes, &listings, &said, &old_image, 3, 1);
     eprintln!(
         "tier 3: the watcher listed the kube-proxy pods {} times during the rollback, at most {most} node(s) without one ready",
