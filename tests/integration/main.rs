@@ -21,7 +21,7 @@
 //!   the nodes are connected through `harness::network`.
 //! - `pki`: `init phase certs|kubeconfig` output checked by openssl, kubectl and a real etcd 3.4; bad files refused.
 //! - `etcd`: `bosun etcd` backup, status, restore (through a manifest-watching runner) and members, against real
-//!   etcd with openssl-made certificates.
+//!   etcd: backup and restore on etcd 3.4 and the harness's 3.6 with the PKI bosun made, members with openssl's.
 //! - `node`: rendered manifests against the Kubernetes OpenAPI schema, etcd run from bosun's manifest, a real
 //!   containerd loading bosun's config.toml.
 //! - `reset`: `bosun reset` on roots written by `bosun init`: what goes and what stays, dry runs, a supervised
