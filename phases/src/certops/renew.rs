@@ -701,10 +701,10 @@ fn restart_component(
                     "the kubelet did not run a new {component} pod within {}s after its manifest {origin} changed ({seen})",
                     settings.timeout.as_secs()
                 ))
-                .with_hint(format!(
+                .with_hint(
                     "look at the kubelet's log and `crictl ps -a`; the renewed certificates are in place, and `bosun certs \
-                     renew` can be run again"
-                )));
+                     renew` can be run again",
+                ));
             }
             std::thread::sleep(settings.interval);
         }
@@ -784,9 +784,7 @@ fn mirror_pods_api(
     let kubeconfig = ctx.host.files.read(&path).ok()??;
     let api = connector.connect(&kubeconfig, &origin).ok()?;
     let pods = api.list("v1", "Pod", Some("kube-system"), None).ok()?;
-    if mirror_pods(&pods, component).next().is_none() {
-        return None;
-    }
+    mirror_pods(&pods, component).next()?;
     Some((api, origin))
 }
 

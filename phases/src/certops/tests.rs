@@ -248,7 +248,8 @@ fn only_the_mirror_pod_with_the_new_annotation_and_running_containers_counts_as_
     let new = "2026-12-01T20:03:03.5Z";
     // The old pod still runs (the old API server answers /livez): not restarted yet.
     let old = pod("kube-apiserver-n", "kube-apiserver", None, running.clone());
-    let error = restarted_pod(std::slice::from_ref(&old), "kube-apiserver", new).unwrap_err();
+    let error = restarted_pod(std::slice::from_ref(&old), "kube-apiserver", new)
+        .expect_err("the old pod is not the restarted one");
     assert!(error.contains("kube-apiserver-n is the old pod"), "{error}");
     // An earlier restart's stamp is old too.
     let earlier = pod(
@@ -265,7 +266,8 @@ fn only_the_mirror_pod_with_the_new_annotation_and_running_containers_counts_as_
         Some(new),
         json!({"waiting": {"reason": "ContainerCreating"}}),
     );
-    let error = restarted_pod(&[waiting], "kube-apiserver", new).unwrap_err();
+    let error = restarted_pod(&[waiting], "kube-apiserver", new)
+        .expect_err("a pod whose container waits is not restarted yet");
     assert!(error.contains("do not run yet"), "{error}");
     // Another component's pod, and a non-mirror pod with the label, do not count.
     let other = pod("etcd-n", "etcd", Some(new), running.clone());
@@ -277,7 +279,8 @@ fn only_the_mirror_pod_with_the_new_annotation_and_running_containers_counts_as_
     );
     not_mirror["metadata"]["annotations"] = json!({});
     not_mirror["metadata"]["annotations"][RESTART_ANNOTATION] = json!(new);
-    let error = restarted_pod(&[other, not_mirror], "kube-apiserver", new).unwrap_err();
+    let error = restarted_pod(&[other, not_mirror], "kube-apiserver", new)
+        .expect_err("neither is a mirror pod of kube-apiserver");
     assert_eq!(error, "no mirror pod of kube-apiserver");
     // The kubelet runs the new pod.
     let restarted = pod("kube-apiserver-n", "kube-apiserver", Some(new), running);
