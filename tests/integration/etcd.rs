@@ -338,7 +338,11 @@ struct ManifestRunner {
 }
 
 fn stop_child(child: &mut Child) {
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    // Quietly: the process may have exited already.
+    let _ = Command::new("kill")
+        .arg(child.id().to_string())
+        .stderr(Stdio::null())
+        .status();
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if child.try_wait().ok().flatten().is_some() {

@@ -1,7 +1,8 @@
-//! The etcd PKI that the etcd integration tests and the etcd backup benchmark (benches/etcd_backup.rs, which includes
-//! this file) start etcd with: a CA, a server and peer certificate for the given addresses, and a healthcheck client
-//! in `system:masters`, made by openssl (not by bosun, so that bosun's etcd client is tested against another
-//! implementation's certificates).
+//! An etcd PKI made by openssl: a CA, a server certificate (also used for peering) for the given addresses, and a
+//! healthcheck client in `system:masters`. The member-replacement test in tests/integration/etcd.rs and the etcd
+//! backup benchmark (benches/etcd_backup.rs, which includes this file) start etcd with it, so that bosun's etcd
+//! client is tested against another implementation's certificates; the backup and restore tests use the PKI bosun
+//! itself makes.
 
 use std::path::Path;
 use std::process::Command;
