@@ -58,9 +58,9 @@ mod init;
 mod join;
 mod node;
 mod pki;
-mod reset;
 #[path = "../e2e/renew.rs"]
 mod renew;
+mod reset;
 mod services;
 mod status;
 mod support;
