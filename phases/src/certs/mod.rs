@@ -177,7 +177,7 @@ struct LoadedCa {
     key_path: PathBuf,
 }
 
-/// Loads the CA `spec` from the node and checks it; `Ok(None)` when neither file exists.
+/// Loads the CA `spec` from the node and checks it; `Ok(None)` when its certificate does not exist.
 fn load_ca(
     ctx: &PhaseCtx<'_, InitData>,
     spec: &CertSpec,
@@ -188,17 +188,7 @@ fn load_ca(
     let cert_bytes = read(ctx, &cert_path)?;
     let key_bytes = read(ctx, &key_path)?;
     let Some(cert_bytes) = cert_bytes else {
-        return match key_bytes {
-            None => Ok(None),
-            Some(_) => Err(PhaseError::failed(format!(
-                "{} exists but its certificate {} does not",
-                key_path.display(),
-                cert_path.display()
-            ))
-            .with_hint(
-                "restore the CA certificate, or remove the key to have bosun make a new CA",
-            )),
-        };
+        return Ok(None);
     };
     let origin = cert_path.display().to_string();
     let certificate = Certificate::from_pem(&origin, &cert_bytes).map_err(pki_error)?;
@@ -289,14 +279,32 @@ fn ensure_ca(ctx: &mut PhaseCtx<'_, InitData>, spec: &'static CertSpec) -> Resul
             Ok(())
         }
         Ok(None) => {
-            let key = ctx
-                .data
-                .keys
-                .take(inputs.key_algorithm)
-                .map_err(pki_error)?;
+            // A key without its certificate is what a run killed between the two writes leaves (the key is written
+            // first). The certificate is made from that key: same key and subject, so anything the CA signed
+            // before still verifies, and a re-run converges instead of stopping.
+            let existing = read(ctx, &key_path)?;
+            let key = match &existing {
+                Some(bytes) => PrivateKey::from_pem(&key_path.display().to_string(), bytes)
+                    .map_err(pki_error)?,
+                None => ctx
+                    .data
+                    .keys
+                    .take(inputs.key_algorithm)
+                    .map_err(pki_error)?,
+            };
             let (request, _) = inputs.cert_request(spec);
             let certificate =
                 issue::issue_ca(&request, &key, now, inputs.validity.ca).map_err(pki_error)?;
+            if existing.is_some() {
+                keep(ctx, &key_path, "using existing");
+                return create(
+                    ctx,
+                    &cert_path,
+                    certificate.to_pem().as_bytes(),
+                    CERT_MODE,
+                    "generated from the existing key",
+                );
+            }
             create(
                 ctx,
                 &key_path,

@@ -481,3 +481,26 @@ fn external_etcd_skips_the_etcd_pki() {
 fn every_need_is_made_earlier() {
     assert!(workflow().ordering_violations(&data()).is_empty());
 }
+
+#[test]
+fn a_ca_key_without_its_certificate_gets_a_certificate_from_that_key() {
+    // What a run killed between writing ca.key and ca.crt leaves behind: the whole run then converges.
+    let files = MemoryFiles::default();
+    let data = data();
+    run_on(&files, &data, Some("certs/ca")).expect("certs/ca");
+    let key = read(&files, &pki("ca.key"));
+    remove(&files, &pki("ca.crt"));
+    run_on(&files, &data, None).expect("the re-run converges");
+    assert_eq!(read(&files, &pki("ca.key")), key, "the CA key was replaced");
+    assert_eq!(mode(&files, &pki("ca.crt")), 0o644);
+
+    // Certificates the CA signed before still chain to the certificate made again from its key.
+    remove(&files, &pki("ca.crt"));
+    run_on(&files, &data, Some("certs")).expect("certs again");
+    let ca = Certificate::from_pem("ca.crt", &read(&files, &pki("ca.crt"))).expect("ca");
+    let apiserver =
+        Certificate::from_pem("apiserver.crt", &read(&files, &pki("apiserver.crt"))).expect("leaf");
+    apiserver
+        .check_signed_by(&ca)
+        .expect("a leaf of the first run chains to the new CA certificate");
+}
