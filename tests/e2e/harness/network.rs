@@ -16,12 +16,9 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-use super::{child_of, wait_for};
 
 /// The subnet of every [`Network`] (each lives in its own namespace, so they never clash): /24.
 pub const SUBNET_PREFIX: &str = "10.251.0";
@@ -48,25 +45,7 @@ pub struct Network {
 impl Network {
     /// A new switch namespace with a bridge that is up.
     pub fn new() -> Network {
-        let holder = Command::new("unshare")
-            .args([
-                "--net",
-                "--pid",
-                "--fork",
-                "--kill-child=SIGKILL",
-                "--",
-                "cat",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start unshare (util-linux) for the switch");
-        let parent = holder.id();
-        let target = wait_for(
-            "the switch's first process",
-            Duration::from_secs(10),
-            || child_of(parent),
-        );
+        let (holder, target) = super::sandbox::hold_namespaces(&["--net", "--pid"], "the switch");
         let network = Network {
             holder,
             target,

@@ -31,29 +31,29 @@ pub struct Sandbox {
     hostname: String,
 }
 
+/// Starts a `cat` (reading a pipe from the test) as PID 1 of new `namespaces` (unshare's flags) and returns it with
+/// the host PID of that first process. It dies with the test process, and every process in its PID namespace with it.
+pub fn hold_namespaces(namespaces: &[&str], what: &str) -> (Child, u32) {
+    let holder = Command::new("unshare")
+        .args(namespaces)
+        .args(["--fork", "--kill-child=SIGKILL", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("start unshare (util-linux) for {what}: {error}"));
+    let parent = holder.id();
+    let target = wait_for(
+        &format!("{what}'s first process"),
+        Duration::from_secs(10),
+        || child_of(parent),
+    );
+    (holder, target)
+}
+
 impl Sandbox {
     /// A new sandbox whose hostname is `hostname`.
     pub fn new(hostname: &str) -> Sandbox {
-        let holder = Command::new("unshare")
-            .args([
-                "--net",
-                "--pid",
-                "--uts",
-                "--fork",
-                "--kill-child=SIGKILL",
-                "--",
-                "cat",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start unshare (util-linux) for the sandbox");
-        let parent = holder.id();
-        let target = wait_for(
-            "the sandbox's first process",
-            Duration::from_secs(10),
-            || child_of(parent),
-        );
+        let (holder, target) = hold_namespaces(&["--net", "--pid", "--uts"], "the sandbox");
         let sandbox = Sandbox {
             holder,
             target,
@@ -80,26 +80,7 @@ impl Sandbox {
     /// A new sandbox whose hostname is `hostname`, connected to `network` with `address` on its `eth0` (instead of
     /// the private [`NODE_IP`] of [`Sandbox::new`]), so sandboxes and nodes on one network reach each other.
     pub fn on_network(hostname: &str, network: &super::network::Network, address: &str) -> Sandbox {
-        let holder = Command::new("unshare")
-            .args([
-                "--net",
-                "--pid",
-                "--uts",
-                "--fork",
-                "--kill-child=SIGKILL",
-                "--",
-                "cat",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start unshare (util-linux) for the sandbox");
-        let parent = holder.id();
-        let target = wait_for(
-            "the sandbox's first process",
-            Duration::from_secs(10),
-            || child_of(parent),
-        );
+        let (holder, target) = hold_namespaces(&["--net", "--pid", "--uts"], "the sandbox");
         let sandbox = Sandbox {
             holder,
             target,
