@@ -14,11 +14,19 @@ use std::io;
 /// Random access to the bytes of a database.
 pub trait ReadAt {
     fn read_exact_at(&mut self, offset: u64, buffer: &mut [u8]) -> io::Result<()>;
+    /// Reads the bytes that follow the previous read (the default cannot know where that was, so it fails; sources
+    /// that stream implement it).
+    fn read_on(&mut self, _buffer: &mut [u8]) -> io::Result<()> {
+        Err(io::Error::other("this source cannot continue a read"))
+    }
 }
 
 impl<T: io::Read + io::Seek> ReadAt for T {
     fn read_exact_at(&mut self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
         self.seek(io::SeekFrom::Start(offset))?;
+        self.read_exact(buffer)
+    }
+    fn read_on(&mut self, buffer: &mut [u8]) -> io::Result<()> {
         self.read_exact(buffer)
     }
 }
@@ -144,13 +152,16 @@ impl Reader<'_> {
         let offset = id
             .checked_mul(self.page_size)
             .ok_or_else(|| corrupt("a page number is out of range"))?;
-        let header = self.read(offset, PAGE_HEADER)?;
-        let overflow = u64::from(u32_at(&header, 12)?);
+        let mut page = self.read(offset, PAGE_HEADER)?;
+        let overflow = u64::from(u32_at(&page, 12)?);
         let length = (overflow + 1)
             .checked_mul(self.page_size)
             .and_then(|length| usize::try_from(length).ok())
             .ok_or_else(|| corrupt("a page's overflow count is out of range"))?;
-        self.read(offset, length)
+        // The rest of the page continues the header's read, so a buffered source does not seek back.
+        let rest = self.read(offset + PAGE_HEADER as u64, length - PAGE_HEADER)?;
+        page.extend_from_slice(&rest);
+        Ok(page)
     }
 
     /// Calls `visit(key, value, flags)` for every leaf element under `page`, in key order.
@@ -208,8 +219,33 @@ impl Reader<'_> {
     }
 }
 
-/// Reads the statistics of the bolt database in the first `length` bytes of `source`.
-pub fn stats(source: &mut dyn ReadAt, length: u64) -> Result<DatabaseStats, BoltError> {
+/// Keeps track of where the source stands, so a read that continues the previous one does not seek (a buffered
+/// reader throws its buffer away on every seek).
+struct Tracked<'source> {
+    source: &'source mut dyn ReadAt,
+    position: Option<u64>,
+}
+
+impl ReadAt for Tracked<'_> {
+    fn read_exact_at(&mut self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
+        if self.position == Some(offset) {
+            // Continue where the last read ended.
+            let result = self.source.read_on(buffer);
+            self.position = result.as_ref().ok().map(|()| offset + buffer.len() as u64);
+            return result;
+        }
+        let result = self.source.read_exact_at(offset, buffer);
+        self.position = result.as_ref().ok().map(|()| offset + buffer.len() as u64);
+        result
+    }
+}
+
+/// Opens the database: picks the valid meta page with the newest transaction and returns it with a reader bounded
+/// by the database's size.
+fn open<'source>(
+    source: &'source mut dyn ReadAt,
+    length: u64,
+) -> Result<(Meta, Reader<'source>), BoltError> {
     let first_length = length.min(4096) as usize;
     if first_length < PAGE_HEADER + 64 {
         return Err(corrupt(format!("it is only {length} bytes long")));
@@ -248,17 +284,24 @@ pub fn stats(source: &mut dyn ReadAt, length: u64) -> Result<DatabaseStats, Bolt
         (None, None) => return Err(corrupt("both meta pages are invalid")),
     };
     let total_size = meta.high_water.saturating_mul(page_size);
-    let mut reader = Reader {
+    let reader = Reader {
         source,
         page_size,
         length: length.min(total_size.max(2 * page_size)),
     };
-    let mut crc: u32 = 0;
-    let mut revision: i64 = 0;
-    let mut total_keys: u64 = 0;
-    let mut total_entries: u64 = 0;
-    let root_page = reader.page(meta.root)?;
-    let mut buckets: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    Ok((meta, reader))
+}
+
+/// A top-level bucket: its name and its header value (with the inline page, if any).
+type NamedBucket = (Vec<u8>, Vec<u8>);
+
+/// The top-level buckets under the root page.
+fn top_level_buckets(
+    reader: &mut Reader<'_>,
+    root: u64,
+) -> Result<Vec<NamedBucket>, BoltError> {
+    let root_page = reader.page(root)?;
+    let mut buckets: Vec<NamedBucket> = Vec::new();
     reader.walk(&root_page, 0, &mut |name, value, flags| {
         if flags & BUCKET_LEAF == 0 {
             return Err(corrupt(format!(
@@ -269,7 +312,75 @@ pub fn stats(source: &mut dyn ReadAt, length: u64) -> Result<DatabaseStats, Bolt
         buckets.push((name.to_vec(), value.to_vec()));
         Ok(())
     })?;
-    for (name, header) in buckets {
+    Ok(buckets)
+}
+
+/// What [`scan`] meets, in order: each top-level bucket, then its entries in key order, then its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScanEvent<'data> {
+    /// A top-level bucket begins; `sequence` is its `NextSequence` counter.
+    Bucket { name: &'data [u8], sequence: u64 },
+    /// A key and value of the current bucket (`nested` when the value is a bucket, which etcd never makes).
+    Entry {
+        key: &'data [u8],
+        value: &'data [u8],
+        nested: bool,
+    },
+    /// The current bucket ends.
+    EndBucket,
+}
+
+/// The layout of a database, as [`scan`] found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub page_size: u32,
+}
+
+/// Streams every top-level bucket of the database and its entries in key order to `visit`, holding only the pages
+/// on the current path in memory.
+pub fn scan(
+    source: &mut dyn ReadAt,
+    length: u64,
+    visit: &mut dyn FnMut(ScanEvent<'_>) -> Result<(), BoltError>,
+) -> Result<Layout, BoltError> {
+    let mut tracked = Tracked {
+        source,
+        position: None,
+    };
+    let (meta, mut reader) = open(&mut tracked, length)?;
+    for (name, header) in top_level_buckets(&mut reader, meta.root)? {
+        let sequence = u64_at(&header, 8)?;
+        visit(ScanEvent::Bucket {
+            name: &name,
+            sequence,
+        })?;
+        reader.walk_bucket(&header, &mut |key, value, flags| {
+            visit(ScanEvent::Entry {
+                key,
+                value,
+                nested: flags & BUCKET_LEAF != 0,
+            })
+        })?;
+        visit(ScanEvent::EndBucket)?;
+    }
+    Ok(Layout {
+        page_size: meta.page_size,
+    })
+}
+
+/// Reads the statistics of the bolt database in the first `length` bytes of `source`.
+pub fn stats(source: &mut dyn ReadAt, length: u64) -> Result<DatabaseStats, BoltError> {
+    let mut tracked = Tracked {
+        source,
+        position: None,
+    };
+    let (meta, mut reader) = open(&mut tracked, length)?;
+    let total_size = meta.high_water.saturating_mul(reader.page_size);
+    let mut crc: u32 = 0;
+    let mut revision: i64 = 0;
+    let mut total_keys: u64 = 0;
+    let mut total_entries: u64 = 0;
+    for (name, header) in top_level_buckets(&mut reader, meta.root)? {
         crc = crc32c::crc32c_append(crc, &name);
         let is_key_bucket = name == b"key";
         reader.walk_bucket(&header, &mut |key, value, flags| {

@@ -3,7 +3,9 @@
 //! Map of the module:
 //! - [`format`]: the bosun backup file (versioned header, AES-256-GCM frames, final authenticated frame).
 //! - [`snapshot`]: etcd's own trailing SHA-256 of a snapshot, checked while it streams.
-//! - [`bolt`]: a read-only reader of etcd's bolt database for `snapshot status` figures.
+//! - [`bolt`]: a streaming reader of etcd's bolt database (`snapshot status` figures, the native restore's source).
+//! - [`bolt_write`]: a one-pass writer of bolt databases (the native restore's output).
+//! - [`native_restore`]: `snapshot restore` without etcdutl: the new data dir's db, WAL and v2 snapshot.
 //! - [`manifest`]: the etcd static-pod manifest: endpoints, certificates, data dir; line-preserving edits.
 //! - [`backup`]: streaming a snapshot from the member into a backup file, and retention.
 //! - [`schedule`]: scheduled backups as a systemd timer or a cron entry.
@@ -20,9 +22,11 @@
 
 pub mod backup;
 pub mod bolt;
+pub mod bolt_write;
 pub mod format;
 pub mod manifest;
 pub mod members;
+pub mod native_restore;
 pub mod restore;
 pub mod schedule;
 pub mod snapshot;
