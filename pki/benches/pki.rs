@@ -1,6 +1,9 @@
 //! Benchmark: the whole PKI (every certificate, the service-account key and every kubeconfig client certificate)
 //! made in memory, with RSA-2048 and ECDSA-P256, against the floor set by key generation alone.
 //!
+//! For RSA-2048 it also measures one key from aws-lc's own generator (`RSA_generate_key_ex`), to compare with
+//! bosun's prime search (pki/src/rsa.rs).
+//!
 //! Run with `cargo bench -p bosun-pki` (add `-- --quick` for fewer rounds). For each algorithm it prints wall-clock
 //! median, mean and minimum of `generate_all`, the CPU time per round, the cost of one key on one core, and the
 //! floor: keys x per-key CPU / cores. RSA prime search has a long-tailed cost, so means and medians over many rounds
@@ -113,6 +116,22 @@ fn main() {
                 std::hint::black_box(key);
             },
         );
+        if algorithm == KeyAlgorithm::Rsa2048 {
+            // For comparison: aws-lc's own RSA_generate_key_ex (through rcgen), which bosun used before its own
+            // prime search.
+            let aws_lc = measure("RSA-2048: one key, aws-lc's generator", key_rounds, || {
+                let key = rcgen::KeyPair::generate_rsa_for(
+                    &rcgen::PKCS_RSA_SHA256,
+                    rcgen::RsaKeySize::_2048,
+                )
+                .expect("aws-lc key generation");
+                std::hint::black_box(key);
+            });
+            println!(
+                "RSA-2048: bosun's generator / aws-lc's = {:.2} (CPU means)",
+                per_key.cpu_mean.as_secs_f64() / aws_lc.cpu_mean.as_secs_f64()
+            );
+        }
         let full = measure(
             &format!("{algorithm}: full PKI, {keys} keys"),
             full_rounds,

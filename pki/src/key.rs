@@ -86,25 +86,25 @@ impl fmt::Debug for PrivateKey {
 impl PrivateKey {
     /// Generates a fresh key.
     pub fn generate(algorithm: KeyAlgorithm) -> Result<Self, PkiError> {
-        let result = match algorithm {
-            KeyAlgorithm::Rsa2048 => {
-                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
-            }
-            KeyAlgorithm::Rsa3072 => {
-                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)
-            }
-            KeyAlgorithm::Rsa4096 => {
-                KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
-            }
-            KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
-            KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        let failed = |reason: String| PkiError::KeyGeneration {
+            algorithm: algorithm.to_string(),
+            reason,
         };
-        result
-            .map(|pair| PrivateKey { pair })
-            .map_err(|error| PkiError::KeyGeneration {
-                algorithm: algorithm.to_string(),
-                reason: error.to_string(),
-            })
+        let rsa = |bits: usize| {
+            // bosun's own prime search (see the rsa module); aws-lc parses and checks the result.
+            let pkcs8 = crate::rsa::generate_pkcs8(bits).map_err(|error| failed(error.0))?;
+            KeyPair::try_from(pkcs8.0.as_slice()).map_err(|error| failed(error.to_string()))
+        };
+        let pair = match algorithm {
+            KeyAlgorithm::Rsa2048 => rsa(2048)?,
+            KeyAlgorithm::Rsa3072 => rsa(3072)?,
+            KeyAlgorithm::Rsa4096 => rsa(4096)?,
+            KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+                .map_err(|error| failed(error.to_string()))?,
+            KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384)
+                .map_err(|error| failed(error.to_string()))?,
+        };
+        Ok(PrivateKey { pair })
     }
 
     /// Loads a key from PEM: PKCS#1 (`RSA PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or PKCS#8 (`PRIVATE KEY`), RSA or

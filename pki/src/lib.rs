@@ -29,6 +29,7 @@ pub mod inputs;
 pub mod issue;
 pub mod key;
 pub mod kubeconfig;
+mod rsa;
 pub mod table;
 
 pub use cert::{ca_pin, Certificate};
