@@ -8,7 +8,7 @@ use bosun_phases::etcd::backup::{self, BackupRequest};
 use bosun_phases::etcd::format::BackupKey;
 use bosun_phases::etcd::manifest::EtcdManifest;
 use bosun_phases::etcd::members::{self, MemberReport};
-use bosun_phases::etcd::restore::{self, RestoreHost, RestoreRequest};
+use bosun_phases::etcd::restore::{self, RestoreHost, RestoreRequest, RestoreTool};
 use bosun_phases::etcd::schedule::{self, Every, Schedule, Scheduler};
 use bosun_phases::etcd::{self as etcd, human_bytes, EtcdClient, EtcdError};
 use bosun_phases::host::{Files, Host};
@@ -166,8 +166,10 @@ pub enum SchedulerChoice {
 /// Restore the local member from a backup, on a control-plane node.
 ///
 /// The backup is checked whole and decrypted first; then kube-apiserver and etcd are stopped (their manifests moved
-/// to /etc/kubernetes/tmp), the snapshot is restored into a new data dir with a fresh cluster token, etcd and then
-/// the API server are started again. On failure everything is put back. Example: `bosun etcd restore FILE`.
+/// to /etc/kubernetes/tmp), the snapshot is restored into a new data dir with a fresh cluster token (by etcdutl when it
+/// is on the PATH, else natively by bosun: no etcd program needed), etcd and then the API server are started again.
+/// On failure everything is put back. Example: `bosun etcd restore FILE` or `bosun etcd restore FILE --restore-tool
+/// native`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// The backup (or etcdctl snapshot) to restore.
@@ -184,6 +186,29 @@ pub struct RestoreArgs {
     /// The other members of a multi-member cluster are stopped (needed when the cluster cannot tell).
     #[arg(long)]
     pub other_members_stopped: bool,
+    /// What writes the new data dir: auto (etcdutl when on the PATH, else native), etcdutl, etcdctl (etcd 3.4), or
+    /// native (bosun itself: the database with the new membership, the WAL and the v2 snapshot).
+    #[arg(long, value_enum, default_value_t = RestoreToolChoice::Auto)]
+    pub restore_tool: RestoreToolChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RestoreToolChoice {
+    Auto,
+    Etcdutl,
+    Etcdctl,
+    Native,
+}
+
+impl From<RestoreToolChoice> for RestoreTool {
+    fn from(choice: RestoreToolChoice) -> Self {
+        match choice {
+            RestoreToolChoice::Auto => RestoreTool::Auto,
+            RestoreToolChoice::Etcdutl => RestoreTool::Etcdutl,
+            RestoreToolChoice::Etcdctl => RestoreTool::Etcdctl,
+            RestoreToolChoice::Native => RestoreTool::Native,
+        }
+    }
 }
 
 /// List the members with health, leader, learner flag and database size.
@@ -765,6 +790,7 @@ fn run_restore(
             .to_owned()
     };
     let request = RestoreRequest {
+        tool: arguments.restore_tool.into(),
         backup: arguments.file.clone(),
         key,
         stamp,
@@ -813,10 +839,13 @@ fn run_restore(
         return print_document(settings.output, &outcome).map_err(CliError::unexpected);
     }
     let mut text = format!(
-        "restored {} into {} (revision {}, cluster token {})\n",
+        "restored {} into {} with {} (revision {}, member {}, cluster {}, cluster token {})\n",
         arguments.file.display(),
         outcome.data_dir.display(),
+        outcome.tool,
         outcome.revision,
+        outcome.member_id,
+        outcome.cluster_id,
         outcome.initial_cluster_token
     );
     if !outcome.other_members.is_empty() {

@@ -14,10 +14,10 @@ use std::io;
 /// Random access to the bytes of a database.
 pub trait ReadAt {
     fn read_exact_at(&mut self, offset: u64, buffer: &mut [u8]) -> io::Result<()>;
-    /// Reads the bytes that follow the previous read (the default cannot know where that was, so it fails; sources
-    /// that stream implement it).
-    fn read_on(&mut self, _buffer: &mut [u8]) -> io::Result<()> {
-        Err(io::Error::other("this source cannot continue a read"))
+    /// Reads the bytes that follow the previous read, if the source can do that more cheaply than a positioned read
+    /// (a buffered stream can); `Ok(false)` when it cannot, and the caller reads by position instead.
+    fn read_on(&mut self, _buffer: &mut [u8]) -> io::Result<bool> {
+        Ok(false)
     }
 }
 
@@ -26,8 +26,8 @@ impl<T: io::Read + io::Seek> ReadAt for T {
         self.seek(io::SeekFrom::Start(offset))?;
         self.read_exact(buffer)
     }
-    fn read_on(&mut self, buffer: &mut [u8]) -> io::Result<()> {
-        self.read_exact(buffer)
+    fn read_on(&mut self, buffer: &mut [u8]) -> io::Result<bool> {
+        self.read_exact(buffer).map(|()| true)
     }
 }
 
@@ -228,13 +228,17 @@ struct Tracked<'source> {
 
 impl ReadAt for Tracked<'_> {
     fn read_exact_at(&mut self, offset: u64, buffer: &mut [u8]) -> io::Result<()> {
-        if self.position == Some(offset) {
+        let continued = if self.position == Some(offset) {
             // Continue where the last read ended.
-            let result = self.source.read_on(buffer);
-            self.position = result.as_ref().ok().map(|()| offset + buffer.len() as u64);
-            return result;
-        }
-        let result = self.source.read_exact_at(offset, buffer);
+            self.source.read_on(buffer)
+        } else {
+            Ok(false)
+        };
+        let result = match continued {
+            Ok(true) => Ok(()),
+            Ok(false) => self.source.read_exact_at(offset, buffer),
+            Err(error) => Err(error),
+        };
         self.position = result.as_ref().ok().map(|()| offset + buffer.len() as u64);
         result
     }
@@ -296,10 +300,7 @@ fn open<'source>(
 type NamedBucket = (Vec<u8>, Vec<u8>);
 
 /// The top-level buckets under the root page.
-fn top_level_buckets(
-    reader: &mut Reader<'_>,
-    root: u64,
-) -> Result<Vec<NamedBucket>, BoltError> {
+fn top_level_buckets(reader: &mut Reader<'_>, root: u64) -> Result<Vec<NamedBucket>, BoltError> {
     let root_page = reader.page(root)?;
     let mut buckets: Vec<NamedBucket> = Vec::new();
     reader.walk(&root_page, 0, &mut |name, value, flags| {

@@ -3,11 +3,15 @@
 //! # Steps
 //! 1. Check, changing nothing: no earlier restore was interrupted (its staging directory holds no manifests); the
 //!    etcd manifest exists; other members are stopped (a restore makes a new one-member cluster, and members still
-//!    running would keep serving the old data); a restore program (`etcdutl`, else `etcdctl`) is on the `PATH`.
+//!    running would keep serving the old data); the restore tool is chosen (`--restore-tool`: `auto` takes `etcdutl`
+//!    when it is on the `PATH` and bosun's native restore otherwise; `etcdutl`, `etcdctl` and `native` force one).
 //! 2. Read the whole backup: decrypt it, check every frame's tag, the final frame, the SHA-256 and etcd's own trailing
 //!    hash. A corrupt, tampered, truncated file or a wrong key is refused here, before anything changes.
 //! 3. Write the decrypted snapshot to `/var/lib/bosun/etcd-restore-<time>/snapshot.db` (0600, directory 0700), and
-//!    restore it into a new data directory `<data-dir>-restored-<time>` with a fresh `--initial-cluster-token`. The
+//!    restore it into a new data directory `<data-dir>-restored-<time>` with a fresh `--initial-cluster-token`: with
+//!    `etcdutl`/`etcdctl snapshot restore`, or natively ([`super::native_restore`]: the database copied with the new
+//!    membership, a WAL and a v2 snapshot, built in `<dir>.partial` and renamed into place). Either way the member
+//!    and cluster IDs are the ones etcd computes from the name, peer URL and token, and bosun reports them. The
 //!    running etcd is not touched yet.
 //! 4. Stop the API server, then etcd, by moving their manifests into `/etc/kubernetes/tmp/bosun-etcd-restore-<time>/`;
 //!    wait until etcd no longer answers.
@@ -45,13 +49,41 @@ use serde::Serialize;
 use super::backup::{self, BackupError};
 use super::format::BackupKey;
 use super::manifest::EtcdManifest;
-use super::{EtcdClient, StreamStore};
+use super::native_restore::{self, NewMember};
+use super::{member_id_hex, EtcdClient, StreamStore};
 use crate::host::{run_checked, CommandSpec, Commands, Files, HostError};
 use crate::paths::{self, NodePaths};
+
+/// Which program turns the snapshot into a data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestoreTool {
+    /// `etcdutl` when it is on the `PATH`, else [`RestoreTool::Native`].
+    #[default]
+    Auto,
+    /// `etcdutl snapshot restore` (etcd 3.5 and later).
+    Etcdutl,
+    /// `ETCDCTL_API=3 etcdctl snapshot restore` (etcd 3.4).
+    Etcdctl,
+    /// bosun's own restore ([`super::native_restore`]), no etcd program needed.
+    Native,
+}
+
+impl RestoreTool {
+    pub fn name(self) -> &'static str {
+        match self {
+            RestoreTool::Auto => "auto",
+            RestoreTool::Etcdutl => "etcdutl",
+            RestoreTool::Etcdctl => "etcdctl",
+            RestoreTool::Native => "native",
+        }
+    }
+}
 
 /// A restore to run.
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {
+    /// Which program restores the snapshot.
+    pub tool: RestoreTool,
     /// The backup or etcd snapshot (a node path).
     pub backup: PathBuf,
     pub key: Option<BackupKey>,
@@ -97,7 +129,12 @@ pub struct RestoreOutcome {
     pub data_dir: PathBuf,
     pub old_data_dir: PathBuf,
     pub initial_cluster_token: String,
+    /// `etcdutl`, `etcdctl` or `native`.
     pub tool: String,
+    /// The restored member's ID (lower-case hex), computed as etcd computes it.
+    pub member_id: String,
+    /// The new cluster's ID (lower-case hex).
+    pub cluster_id: String,
     pub other_members: Vec<OtherMember>,
 }
 
@@ -295,15 +332,30 @@ pub fn restore(
             }
         }
     }
-    let (tool, tool_path) = ["etcdutl", "etcdctl"]
-        .iter()
-        .find_map(|name| host.commands.find_program(name).map(|path| (name.to_string(), path)))
-        .ok_or_else(|| {
+    let program = |name: &str| {
+        host.commands.find_program(name).ok_or_else(|| {
             RestoreError::refused_with_hint(
-                "neither etcdutl nor etcdctl is on the PATH",
-                "install etcdutl (etcd 3.5 and later) or etcdctl (3.4), e.g. Debian's etcd-client package",
+                format!("--restore-tool {name} was asked for, but {name} is not on the PATH"),
+                "install it, or leave --restore-tool at auto (bosun restores natively when etcdutl is missing)",
             )
-        })?;
+        })
+    };
+    let tool = match request.tool {
+        RestoreTool::Auto => match host.commands.find_program("etcdutl") {
+            Some(path) => (RestoreTool::Etcdutl, Some(path)),
+            None => (RestoreTool::Native, None),
+        },
+        RestoreTool::Etcdutl => (RestoreTool::Etcdutl, Some(program("etcdutl")?)),
+        RestoreTool::Etcdctl => (RestoreTool::Etcdctl, Some(program("etcdctl")?)),
+        RestoreTool::Native => (RestoreTool::Native, None),
+    };
+    let new_member = NewMember {
+        name: member_name.clone(),
+        peer_urls: vec![peer_url.clone()],
+        cluster_token: request.token.clone(),
+    };
+    let member_id = native_restore::member_id(&new_member.peer_urls, &new_member.cluster_token);
+    let cluster_id = native_restore::cluster_id(&[member_id]);
     if host
         .files
         .exists(&new_data_dir)
@@ -363,8 +415,35 @@ pub fn restore(
             .map_err(|error| RestoreError::refused(host_error(error)))?;
         (host.report)(
             "restore-data",
-            &format!("restoring into {} with {tool}", new_data_dir.display()),
+            &format!(
+                "restoring into {} with {} (member {}, cluster {})",
+                new_data_dir.display(),
+                tool.0.name(),
+                member_id_hex(member_id),
+                member_id_hex(cluster_id)
+            ),
         );
+        let Some(tool_path) = &tool.1 else {
+            let started = Instant::now();
+            let made = native_restore::restore_data_dir(
+                host.store,
+                host.files,
+                &snapshot_path,
+                &new_data_dir,
+                &new_member,
+            )
+            .map_err(|error| RestoreError::refused(error.to_string()))?;
+            (host.report)(
+                "restore-data",
+                &format!(
+                    "wrote {} ({} database, WAL, v2 snapshot) in {:.1}s",
+                    new_data_dir.display(),
+                    super::human_bytes(made.db_bytes),
+                    started.elapsed().as_secs_f64()
+                ),
+            );
+            return Ok(());
+        };
         let mut command = CommandSpec::new(tool_path.display().to_string()).args([
             "snapshot".to_owned(),
             "restore".to_owned(),
@@ -380,7 +459,7 @@ pub fn restore(
             "--initial-advertise-peer-urls".to_owned(),
             peer_url.clone(),
         ]);
-        if tool == "etcdctl" {
+        if tool.0 == RestoreTool::Etcdctl {
             command.env.push(("ETCDCTL_API".to_owned(), "3".to_owned()));
         }
         run_checked(host.commands, &command)
@@ -539,7 +618,9 @@ pub fn restore(
         data_dir: new_data_dir,
         old_data_dir,
         initial_cluster_token: request.token.clone(),
-        tool,
+        tool: tool.0.name().to_owned(),
+        member_id: member_id_hex(member_id),
+        cluster_id: member_id_hex(cluster_id),
         other_members,
     })
 }
