@@ -802,6 +802,22 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
         &["backup", "status", "/backups/flipped.bosun-etcd"],
     );
     assert_exit(&output, bosun::exit::CHECK_FAILED);
+    // A restore tool that is asked for but missing is refused up front (Debian's 3.4 has no etcdutl).
+    if !etcd.has_etcdutl() {
+        let output = bosun_etcd(
+            &root,
+            etcd,
+            &["restore", &backup_path, "--restore-tool", "etcdutl"],
+        );
+        assert_exit(&output, bosun::exit::PREFLIGHT_FAILED);
+        assert!(
+            stderr(&output)
+                .contains("--restore-tool etcdutl was asked for, but etcdutl is not on the PATH"),
+            "{}",
+            stderr(&output)
+        );
+        assert_eq!(node_state(&root), before);
+    }
 
     // More writes after the backup, which the restore must undo.
     write_keys(&pki, &endpoint, "later/", 500);

@@ -22,7 +22,11 @@
 //! SHA-1 over the sorted peer URLs joined, followed by the cluster token; the cluster ID is the first 8 bytes of
 //! SHA-1 over the sorted member IDs as 8-byte big-endian numbers.
 //!
-//! Directories are 0700 and files 0600. Everything is built in `<data-dir>.partial` next to the target, each file
+//! Compared with etcd 3.4's `etcdctl snapshot restore`, whose layout 3.4 reads the same way, the result differs in
+//! two ways that etcd 3.4 ignores and later versions expect: `members` holds the new member (3.4's etcdctl leaves the
+//! old entries, since 3.4 reads membership from the v2 snapshot) and `meta` holds `term`.
+//!
+//! Directories are 0700 and files 0600 (etcd writes the `.snap` file 0666 less the umask; bosun keeps it private). Everything is built in `<data-dir>.partial` next to the target, each file
 //! synced and renamed into place, and the directory renamed to `<data-dir>` last, so a failure never leaves a data
 //! directory etcd could start from half-written.
 
@@ -722,6 +726,28 @@ mod tests {
         })
         .expect("scan");
         out
+    }
+
+    #[test]
+    fn a_nested_bucket_is_refused_with_its_name() {
+        let mut source = database(&[(b"key", &[(b"inner", &[0u8; 16])])]);
+        // Mark the element of the `key` bucket's leaf (the first data page, 3) as a bucket.
+        let element = 3 * 4096 + 16;
+        source[element..element + 4].copy_from_slice(&1u32.to_le_bytes());
+        let member = fixture_member();
+        let error = copy_database(
+            &mut Cursor::new(&source),
+            source.len() as u64,
+            Cursor::new(Vec::new()),
+            restore_edits(1, &member),
+        )
+        .expect_err("nested");
+        assert!(
+            error
+                .to_string()
+                .contains("the bucket \"key\" holds a nested bucket \"inner\""),
+            "{error}"
+        );
     }
 
     #[test]
