@@ -723,7 +723,7 @@ mod tests {
     }
 
     #[test]
-    fn a_generated_key_is_accepted_by_aws_lc_and_verified_by_ring() {
+    fn a_generated_key_is_accepted_by_aws_lc_and_a_broken_one_fails_the_self_check() {
         let pkcs8 = generate_pkcs8(2048).expect("generate");
         let pair =
             rcgen::KeyPair::try_from(pkcs8.0.as_slice()).expect("aws-lc parses and checks the key");
@@ -743,23 +743,12 @@ mod tests {
             (32, 1),
             "n has exactly 2048 bits"
         );
-        let key =
-            ring::signature::RsaKeyPair::from_pkcs8(&parts.pkcs8().0).expect("ring parses the key");
-        let message = b"bosun";
-        let mut signature = vec![0u8; key.public().modulus_len()];
-        key.sign(
-            &ring::signature::RSA_PKCS1_SHA256,
-            &ring::rand::SystemRandom::new(),
-            message,
-            &mut signature,
-        )
-        .expect("sign");
-        ring::signature::UnparsedPublicKey::new(
-            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
-            parts.public_key(),
-        )
-        .verify(message, &signature)
-        .expect("the signature verifies against n and e");
+        self_check(&parts, &parts.pkcs8()).expect("the key signs and verifies");
+        // The self-check is not a formality: a key with one wrong CRT exponent fails it.
+        let mut broken = parts;
+        broken.dp.0[0] ^= 2;
+        let error = self_check(&broken, &broken.pkcs8()).expect_err("a broken key");
+        assert!(error.0.contains("self-check"), "{}", error.0);
     }
 
     #[test]
