@@ -972,6 +972,47 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
     assert_eq!(count_keys(&pki, &endpoint, "key/").0, 100_000);
 
     native_matches_etcds_restore(&root, etcd, "/backups/plain.db", address, &running);
+
+    // Where etcdutl is on the PATH, the default `--restore-tool auto` uses it, and the member it makes has the ID
+    // bosun computed.
+    if etcd.has_etcdutl() {
+        let started = Instant::now();
+        let output = bosun_etcd(
+            &root,
+            etcd,
+            &[
+                "restore",
+                &backup_path,
+                "--stop-timeout",
+                "30",
+                "--health-timeout",
+                "60",
+            ],
+        );
+        assert_success(&output);
+        eprintln!("[{running}] etcdutl restore in {:?}", started.elapsed());
+        let text = stdout(&output);
+        assert!(text.contains(" with etcdutl (revision "), "{text}");
+        let member_id = text
+            .split(", member ")
+            .nth(1)
+            .and_then(|rest| rest.split(',').next())
+            .expect("the member ID in the output")
+            .to_owned();
+        let listed: serde_json::Value =
+            serde_json::from_str(&pki.etcdctl(&endpoint, &["member", "list", "-w", "json"]))
+                .expect("member list json");
+        let members = listed["members"].as_array().expect("members");
+        assert_eq!(members.len(), 1, "{listed}");
+        assert_eq!(
+            format!("{:x}", members[0]["ID"].as_u64().expect("ID")),
+            member_id
+        );
+        assert_eq!(
+            count_keys(&pki, &endpoint, "key/"),
+            (100_000, revision_at_backup)
+        );
+    }
 }
 
 /// `bbolt check` (bbolt v1.4.3, built once from the Go module proxy and cached) on a database.
