@@ -11,8 +11,8 @@
 //! the sieve about a tenth of its former cost, and a key costs about half as much CPU.
 //!
 //! # What is kept from aws-lc, and why that is safe
-//! - Candidates are drawn independently from aws-lc's `RAND_priv_bytes`, never searched for among consecutive
-//!   integers: a composite's value may then leak through timing without telling anything about the prime finally
+//! - Candidates are drawn independently from the operating system's generator (through ring), never searched for
+//!   among consecutive integers: a composite's value may then leak through timing without telling anything about the prime finally
 //!   kept. This is the argument aws-lc's own key generation rests on.
 //! - Every candidate that survives the sieve is tested by aws-lc's `BN_primality_test` with
 //!   `BN_prime_checks_for_generation`, the constant-time, blinded Miller-Rabin test and the iteration count that
@@ -33,6 +33,9 @@
 //! The encoded key is parsed by aws-lc, whose parser runs `RSA_check_key` (n = p·q, e·d ≡ 1 modulo p−1 and q−1, the
 //! CRT values), and then signs a message that ring verifies against n and e: a key that reaches a caller has been
 //! used once.
+//!
+//! This is the one module of bosun allowed `unsafe`: the calls into aws-lc's bignum functions (through aws-lc-sys,
+//! the library rcgen already links) and the volatile writes that wipe key material. Each block says why it holds.
 #![allow(unsafe_code)]
 
 use std::os::raw::c_int;
@@ -511,14 +514,14 @@ fn integer(magnitude: &[u8]) -> Vec<u8> {
     encoded
 }
 
+/// Candidates come from the operating system's generator through ring, bosun's source of randomness everywhere.
 fn random_bytes(buffer: &mut [u8]) -> Result<(), RsaError> {
-    // SAFETY: the pointer and length describe `buffer`, which aws-lc only writes.
-    let ok = unsafe { sys::RAND_priv_bytes(buffer.as_mut_ptr(), buffer.len()) };
-    if ok == 1 {
-        Ok(())
-    } else {
-        Err(RsaError("the random generator failed".to_owned()))
-    }
+    use ring::rand::SecureRandom;
+    static SYSTEM: OnceLock<ring::rand::SystemRandom> = OnceLock::new();
+    SYSTEM
+        .get_or_init(ring::rand::SystemRandom::new)
+        .fill(buffer)
+        .map_err(|_| RsaError("the system's random generator failed".to_owned()))
 }
 
 /// An aws-lc BN_CTX (scratch space for its bignum functions).
