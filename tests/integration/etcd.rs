@@ -1017,6 +1017,11 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
 
 /// `bbolt check` (bbolt v1.4.3, built once from the Go module proxy and cached) on a database.
 fn bbolt_check(db: &Path) {
+    // The 3.4 and 3.6 tests run in parallel: one builds, the other waits for it.
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _building = BUILD
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let cache = Path::new("/var/cache/bosun-e2e/bbolt-v1.4.3");
     let program = cache.join("bbolt");
     if !program.is_file() {

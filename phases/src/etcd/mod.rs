@@ -15,7 +15,8 @@
 //! The etcd API is reached through [`EtcdClient`], implemented with `etcd-client` in the binary's `host/etcd.rs`;
 //! streamed files go through [`StreamStore`]. Files on a node this module reads or writes:
 //! `/etc/kubernetes/manifests/etcd.yaml` and `kube-apiserver.yaml` (read; moved and edited by restore),
-//! `/etc/kubernetes/tmp/bosun-etcd-restore-*/` (restore staging), the etcd data dir and its restored sibling,
+//! `/etc/kubernetes/tmp/bosun-etcd-restore-*/` (restore staging), the etcd data dir and its restored sibling
+//! (built as `<sibling>.partial` by the native restore),
 //! `/etc/bosun/etcd-backup.key` (the default backup key, 0600), `/var/lib/bosun/etcd-restore-*/` (the decrypted
 //! snapshot during a restore, 0600 in a 0700 directory), backup files (0600), and the schedule's
 //! `/etc/systemd/system/bosun-etcd-backup.{service,timer}` or `/etc/cron.d/bosun-etcd-backup`.
