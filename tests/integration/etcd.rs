@@ -1511,3 +1511,52 @@ fn issue_7_init_installs_scheduled_backups_only_when_asked() {
         stderr(&bad)
     );
 }
+
+/// A native restore that fails half-way (here: a snapshot whose database is damaged past its first meta page, which
+/// only the copy notices) leaves neither the data directory nor its `.partial` build behind.
+#[test]
+fn a_native_restore_that_fails_leaves_nothing_behind() {
+    use bosun_phases::etcd::bolt_write::BoltWriter;
+    use bosun_phases::etcd::native_restore::{self, NewMember};
+    let root = TempRoot::new();
+    // A real bolt database from bosun's writer, its root page then overwritten, and a 32-byte trailer in place of
+    // etcd's SHA-256 (the restore trusts a snapshot that was verified before it).
+    let mut writer = BoltWriter::new(std::io::Cursor::new(Vec::new()), 4096).expect("writer");
+    writer.begin_bucket(b"key", 0).expect("bucket");
+    for index in 0..2_000u32 {
+        writer
+            .put(format!("{index:08}").as_bytes(), &[7u8; 300])
+            .expect("put");
+    }
+    writer.end_bucket().expect("end");
+    let (cursor, size) = writer.finish().expect("finish");
+    let mut database = cursor.into_inner();
+    let root_page = u64::from_le_bytes(database[32..40].try_into().expect("root")) as usize;
+    database[root_page * 4096 + 8..root_page * 4096 + 10].copy_from_slice(&0x40u16.to_le_bytes());
+    database.extend_from_slice(&[0u8; 32]);
+    assert_eq!(database.len() as u64, size + 32);
+    root.write("/snapshots/damaged.db", &database);
+    let error = native_restore::restore_data_dir(
+        &bosun::host::etcd::RootStreams::new(root.path()),
+        &bosun::host::local::LocalFiles::new(root.path()),
+        Path::new("/snapshots/damaged.db"),
+        Path::new("/var/lib/etcd-restored"),
+        &NewMember {
+            name: "node-1".to_owned(),
+            peer_urls: vec!["https://127.0.0.1:2380".to_owned()],
+            cluster_token: "t".to_owned(),
+        },
+    )
+    .expect_err("a damaged database");
+    assert!(
+        error.to_string().contains("/snapshots/damaged.db")
+            && error.to_string().contains("a tree page has flags 0x40"),
+        "the error names the snapshot: {error}"
+    );
+    let left: Vec<String> = root
+        .listing()
+        .into_iter()
+        .filter(|path| path.starts_with("/var/lib"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -396,10 +396,6 @@ fn restore_edits(member_id: u64, member: &NewMember) -> BTreeMap<Vec<u8>, Bucket
     edits
 }
 
-fn write_failed(error: WriteError) -> BoltError {
-    BoltError::Io(error.to_string())
-}
-
 /// Copies the bolt database in the first `length` bytes of `source` into `out`, applying `edits`; returns the
 /// output and its size.
 fn copy_database<W: Write + Seek>(
@@ -420,6 +416,8 @@ fn copy_database<W: Write + Seek>(
         ))
     })?;
     let mut current: Option<(Vec<u8>, BucketEdit)> = None;
+    // A write error stops the scan; it is reported as the output's, not the snapshot's.
+    let mut write_error: Option<WriteError> = None;
 
     fn write_bucket<W: Write + Seek>(
         writer: &mut BoltWriter<W>,
@@ -434,6 +432,10 @@ fn copy_database<W: Write + Seek>(
     }
 
     let scanned = bolt::scan(source, length, &mut |event| {
+        let mut write_failed = |error: WriteError| {
+            write_error = Some(error);
+            BoltError::Io("the output failed".to_owned())
+        };
         match event {
             ScanEvent::Bucket { name, sequence } => {
                 // Buckets the source lacks come in their place in name order.
@@ -444,10 +446,12 @@ fn copy_database<W: Write + Seek>(
                     .collect();
                 for missing in missing {
                     if let Some(edit) = edits.remove(&missing) {
-                        write_bucket(&mut writer, &missing, edit).map_err(write_failed)?;
+                        write_bucket(&mut writer, &missing, edit).map_err(&mut write_failed)?;
                     }
                 }
-                writer.begin_bucket(name, sequence).map_err(write_failed)?;
+                writer
+                    .begin_bucket(name, sequence)
+                    .map_err(&mut write_failed)?;
                 let edit = edits.remove(name).unwrap_or_default();
                 current = Some((name.to_vec(), edit));
             }
@@ -468,28 +472,31 @@ fn copy_database<W: Write + Seek>(
                         break;
                     }
                     if let Some(put) = edit.puts.remove(&first) {
-                        writer.put(&first, &put).map_err(write_failed)?;
+                        writer.put(&first, &put).map_err(&mut write_failed)?;
                     }
                     if first.as_slice() == key {
                         return Ok(());
                     }
                 }
                 if !edit.clear {
-                    writer.put(key, value).map_err(write_failed)?;
+                    writer.put(key, value).map_err(&mut write_failed)?;
                 }
             }
             ScanEvent::EndBucket => {
                 if let Some((_, edit)) = current.take() {
                     for (key, value) in &edit.puts {
-                        writer.put(key, value).map_err(write_failed)?;
+                        writer.put(key, value).map_err(&mut write_failed)?;
                     }
                 }
-                writer.end_bucket().map_err(write_failed)?;
+                writer.end_bucket().map_err(&mut write_failed)?;
             }
         }
         Ok(())
     });
-    scanned.map_err(|error| NativeError::Snapshot(format!("the snapshot {error}")))?;
+    if let Some(error) = write_error {
+        return Err(NativeError::Write(error.to_string()));
+    }
+    scanned.map_err(|error| NativeError::Snapshot(error.to_string()))?;
     for (name, edit) in std::mem::take(&mut edits) {
         write_bucket(&mut writer, &name, edit)
             .map_err(|error| NativeError::Write(error.to_string()))?;
