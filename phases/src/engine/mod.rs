@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::host::dry_run::PlannedChange;
 use crate::host::{ensure_file, Host, HostError, Outcome};
 use event::{Event, EventSink, Level};
 
@@ -555,6 +556,16 @@ impl<C> PhaseCtx<'_, C> {
 
     pub fn info(&self, text: impl Into<String>) {
         self.message(Level::Info, text.into());
+    }
+
+    /// Reports a change a dry run would make, under this phase's name. The engine reports the host's own planned
+    /// changes after each phase; a phase that runs another workflow inside itself (join runs init's phases) passes
+    /// that workflow's on with this.
+    pub fn planned(&self, change: PlannedChange) {
+        self.sink.emit(Event::Planned {
+            phase: self.phase.to_owned(),
+            change,
+        });
     }
 
     pub fn warn(&self, text: impl Into<String>) {

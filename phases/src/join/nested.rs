@@ -4,41 +4,13 @@
 //!
 //! The inner run's events are collected and replayed into the outer phase: artefacts are reported by the join phase
 //! (so the run's report and `changed` are right), messages keep the inner phase's name, and in a dry run the inner
-//! phases' planned changes are reported as messages of the outer phase.
+//! phases' planned changes are reported as the outer phase's, so they print (and serialise) like any other.
 
 use crate::engine::event::{Event, Level, RecordingSink};
 use crate::engine::{self, Phase, PhaseCtx, PhaseError, RunError, RunOptions, Workflow};
-use crate::host::dry_run::PlannedChange;
 use crate::init::InitData;
 
 use super::JoinData;
-
-fn planned_text(change: &PlannedChange) -> String {
-    match change {
-        PlannedChange::Write { path, mode, diff } => {
-            let mut text = format!("would write {} (mode {mode})", path.display());
-            for line in diff.lines() {
-                text.push_str("\n    ");
-                text.push_str(line);
-            }
-            text
-        }
-        PlannedChange::Mode { path, mode } => {
-            format!("would set mode {mode} on {}", path.display())
-        }
-        PlannedChange::Remove { path } => format!("would remove {}", path.display()),
-        PlannedChange::Directory { path } => {
-            format!("would create directory {}", path.display())
-        }
-        PlannedChange::Rename { from, to } => {
-            format!("would move {} to {}", from.display(), to.display())
-        }
-        PlannedChange::Command { command } => format!("would run: {command}"),
-        PlannedChange::Service { service, action } => {
-            format!("would {action} service {service}")
-        }
-    }
-}
 
 /// Runs `phases` (init's) as one inner workflow with `init`, reporting into `ctx`. `skip` names inner phases to
 /// leave out (`kubeconfig/super-admin`).
@@ -77,9 +49,7 @@ pub(crate) fn run_init_phases(
                 done, total, text, ..
             } => ctx.progress(done, total, text),
             Event::Data { text, .. } => ctx.output(text),
-            Event::Planned { phase, change } => {
-                ctx.info(format!("[{phase}] {}", planned_text(&change)))
-            }
+            Event::Planned { change, .. } => ctx.planned(change),
             Event::PhaseSkipped { phase, reason } => {
                 ctx.info(format!("[{phase}] skipped: {reason}"))
             }
