@@ -54,6 +54,48 @@ pub struct NewMember {
     pub cluster_token: String,
 }
 
+impl NewMember {
+    /// A member with its peer URLs checked and written as etcd writes them (`types.NewURLs`: the scheme lower-case,
+    /// `http`, `https`, `unix` or `unixs`; `host:port` and no path), sorted.
+    pub fn new(
+        name: &str,
+        peer_urls: &[String],
+        cluster_token: &str,
+    ) -> Result<NewMember, NativeError> {
+        let mut normalized = Vec::new();
+        for url in peer_urls {
+            let bad = |why: &str| NativeError::Snapshot(format!("the peer URL {url:?} {why}"));
+            let (scheme, rest) = url.split_once("://").ok_or_else(|| bad("has no scheme"))?;
+            let scheme = scheme.to_ascii_lowercase();
+            if !["http", "https", "unix", "unixs"].contains(&scheme.as_str()) {
+                return Err(bad("does not use http, https, unix or unixs"));
+            }
+            if rest.contains(['/', '?', '#']) {
+                return Err(bad("has a path; etcd takes only scheme://host:port"));
+            }
+            if (scheme == "http" || scheme == "https")
+                && !rest
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+            {
+                return Err(bad("is not of the form scheme://host:port"));
+            }
+            normalized.push(format!("{scheme}://{rest}"));
+        }
+        if normalized.is_empty() {
+            return Err(NativeError::Snapshot(format!(
+                "the member {name} has no peer URL"
+            )));
+        }
+        normalized.sort();
+        Ok(NewMember {
+            name: name.to_owned(),
+            peer_urls: normalized,
+            cluster_token: cluster_token.to_owned(),
+        })
+    }
+}
+
 /// What a native restore made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NativeOutcome {
@@ -680,6 +722,33 @@ mod tests {
             String::from_utf8_lossy(theirs)
         );
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn peer_urls_are_checked_and_written_as_etcd_writes_them() {
+        let member = NewMember::new(
+            "m1",
+            &[
+                "HTTPS://10.0.0.2:2380".to_owned(),
+                "https://10.0.0.1:2380".to_owned(),
+            ],
+            "t",
+        )
+        .expect("valid");
+        assert_eq!(
+            member.peer_urls,
+            ["https://10.0.0.1:2380", "https://10.0.0.2:2380"]
+        );
+        for bad in [
+            "10.0.0.1:2380",
+            "ftp://10.0.0.1:2380",
+            "https://10.0.0.1:2380/x",
+            "https://10.0.0.1",
+        ] {
+            let error = NewMember::new("m1", &[bad.to_owned()], "t").expect_err(bad);
+            assert!(error.to_string().contains(bad), "{error}");
+        }
+        assert!(NewMember::new("m1", &[], "t").is_err());
     }
 
     #[test]

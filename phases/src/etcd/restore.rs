@@ -349,11 +349,17 @@ pub fn restore(
         RestoreTool::Etcdctl => (RestoreTool::Etcdctl, Some(program("etcdctl")?)),
         RestoreTool::Native => (RestoreTool::Native, None),
     };
-    let new_member = NewMember {
-        name: member_name.clone(),
-        peer_urls: vec![peer_url.clone()],
-        cluster_token: request.token.clone(),
-    };
+    let new_member = NewMember::new(
+        &member_name,
+        std::slice::from_ref(&peer_url),
+        &request.token,
+    )
+    .map_err(|error| {
+        RestoreError::refused(format!(
+            "{} --initial-advertise-peer-urls: {error}",
+            etcd_manifest_path.display()
+        ))
+    })?;
     let member_id = native_restore::member_id(&new_member.peer_urls, &new_member.cluster_token);
     let cluster_id = native_restore::cluster_id(&[member_id]);
     if host
