@@ -1,12 +1,12 @@
 //! The keys of one run: generated in the background on every core and handed to the `certs/*` and `kubeconfig/*`
 //! steps as they finish.
 //!
-//! Why: key generation is nearly all of the cost of a PKI (an RSA-2048 key costs 70–100 ms of CPU; signing,
-//! encoding and writing its certificate about 2 ms) and keys are independent. So the `certs` parent asks, before its
-//! first child runs, for every key the PKI still lacks on the node (its certificates, the service-account key and
-//! the kubeconfigs the next phase makes); generation starts at once on every core, and each child takes the next
-//! finished key and signs and writes while the other cores go on making keys. A child that runs alone
-//! (`init phase certs apiserver`) finds nothing reserved and makes its own key.
+//! Why: key generation is nearly all of the cost of a PKI (an RSA-2048 key costs 55–75 ms of CPU with bosun's
+//! generator, bosun_pki's rsa module; signing, encoding and writing its certificate about 2 ms) and keys are
+//! independent. So the `certs` parent asks, before its first child runs, for every key the PKI still lacks on the
+//! node (its certificates, the service-account key and the kubeconfigs the next phase makes); generation starts at
+//! once on every core, and each child takes the next finished key and signs and writes while the other cores go on
+//! making keys. A child that runs alone (`init phase certs apiserver`) finds nothing reserved and makes its own key.
 //!
 //! The supply belongs to one run's [`InitData`](crate::init::InitData) (workflow data is read-only during a run, so
 //! this is interior mutability, like the token `init` generates). Guarantees: every key is fresh, handed out at most
