@@ -916,26 +916,12 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
     );
 
     // The member list is exactly the restored member, with the ID bosun computed.
-    let member_id = stdout(&output)
-        .split(", member ")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .expect("the member ID in the output")
-        .to_owned();
-    let listed: serde_json::Value =
-        serde_json::from_str(&pki.etcdctl(&endpoint, &["member", "list", "-w", "json"]))
-            .expect("member list json");
-    let members = listed["members"].as_array().expect("members");
-    assert_eq!(members.len(), 1, "{listed}");
-    assert_eq!(
-        format!("{:x}", members[0]["ID"].as_u64().expect("ID")),
-        member_id,
-        "{listed}"
-    );
-    assert_eq!(members[0]["name"], "node-1", "{listed}");
+    let members = assert_only_member(&pki, &endpoint, &stdout(&output));
+    assert_eq!(members[0]["name"], "node-1", "{members:?}");
     assert_eq!(
         members[0]["peerURLs"],
-        serde_json::json!([format!("https://{address}:2380")])
+        serde_json::json!([format!("https://{address}:2380")]),
+        "{members:?}"
     );
     // Raft moves: a write after the restore is committed.
     pki.etcdctl(&endpoint, &["put", "after/one", "1"]);
@@ -993,26 +979,35 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
         eprintln!("[{running}] etcdutl restore in {:?}", started.elapsed());
         let text = stdout(&output);
         assert!(text.contains(" with etcdutl (revision "), "{text}");
-        let member_id = text
-            .split(", member ")
-            .nth(1)
-            .and_then(|rest| rest.split(',').next())
-            .expect("the member ID in the output")
-            .to_owned();
-        let listed: serde_json::Value =
-            serde_json::from_str(&pki.etcdctl(&endpoint, &["member", "list", "-w", "json"]))
-                .expect("member list json");
-        let members = listed["members"].as_array().expect("members");
-        assert_eq!(members.len(), 1, "{listed}");
-        assert_eq!(
-            format!("{:x}", members[0]["ID"].as_u64().expect("ID")),
-            member_id
-        );
+        assert_only_member(&pki, &endpoint, &text);
         assert_eq!(
             count_keys(&pki, &endpoint, "key/"),
             (100_000, revision_at_backup)
         );
     }
+}
+
+/// The member list holds exactly one member, whose ID is the one the restore's output names (`…, member <hex>,`);
+/// returns the list.
+#[track_caller]
+fn assert_only_member(pki: &Pki, endpoint: &str, restore_output: &str) -> Vec<serde_json::Value> {
+    let member_id = restore_output
+        .split(", member ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .expect("the member ID in the output")
+        .to_owned();
+    let listed: serde_json::Value =
+        serde_json::from_str(&pki.etcdctl(endpoint, &["member", "list", "-w", "json"]))
+            .expect("member list json");
+    let members = listed["members"].as_array().expect("members").clone();
+    assert_eq!(members.len(), 1, "{listed}");
+    assert_eq!(
+        format!("{:x}", members[0]["ID"].as_u64().expect("ID")),
+        member_id,
+        "{listed}"
+    );
+    members
 }
 
 /// `bbolt check` (bbolt v1.4.3, built once from the Go module proxy and cached) on a database.

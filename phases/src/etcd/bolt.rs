@@ -92,7 +92,8 @@ fn corrupt(reason: impl Into<String>) -> BoltError {
     BoltError::Corrupt(reason.into())
 }
 
-fn fnv1a64(bytes: &[u8]) -> u64 {
+/// FNV-1a (64-bit), bolt's checksum of a meta page.
+pub(super) fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
         hash ^= u64::from(*byte);

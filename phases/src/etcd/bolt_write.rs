@@ -17,6 +17,8 @@
 
 use std::io::{self, Seek, SeekFrom, Write};
 
+use super::bolt::fnv1a64;
+
 const MAGIC: u32 = 0xED0C_DAED;
 const VERSION: u32 = 2;
 const PAGE_HEADER: usize = 16;
@@ -36,15 +38,6 @@ pub enum WriteError {
     Io(#[from] io::Error),
     #[error("{0}")]
     Order(String),
-}
-
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in bytes {
-        hash ^= u64::from(*byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// One element waiting for its page: a leaf's key and value (with flags), or a branch's first key and child page.
