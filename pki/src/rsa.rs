@@ -757,9 +757,21 @@ mod tests {
 
     #[test]
     fn every_size_is_made_and_others_are_refused() {
-        for bits in [3072, 4096] {
+        for bits in [2048, 3072, 4096] {
             let pkcs8 = generate_pkcs8(bits).expect("generate");
             rcgen::KeyPair::try_from(pkcs8.0.as_slice()).expect("aws-lc parses the key");
+            let key =
+                ring::signature::RsaKeyPair::from_pkcs8(&pkcs8.0).expect("ring parses the key");
+            // The modulus has exactly the requested size: its INTEGER is a zero byte (the sign) then `bits` bits
+            // whose top one is set.
+            let (public, _) = der::read(key.public().as_ref()).expect("RSAPublicKey");
+            let fields = der::children(public.value).expect("fields");
+            let modulus = fields[0].value;
+            assert_eq!(
+                (modulus.len(), modulus[0], modulus[1] >> 7),
+                (bits / 8 + 1, 0, 1),
+                "{bits}"
+            );
         }
         assert!(generate_pkcs8(1024).is_err());
     }
