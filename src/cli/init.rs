@@ -121,7 +121,9 @@ pub fn run(
                 })
         })
         .transpose()?;
-    data.node = crate::host::facts::node_facts(&bosun_phases::node::fact_request(&data.config));
+    let request = bosun_phases::node::fact_request(&data.config);
+    data.node =
+        bosun_phases::node::LazyFacts::new(move || crate::host::facts::node_facts(&request));
     data.cluster.connector = Some(std::sync::Arc::new(crate::host::kube::KubeConnector));
     data.cluster.upload_certs = arguments.upload_certs;
     data.cluster.kube_proxy_rollout = bosun_phases::cluster::Rollout {

@@ -192,7 +192,8 @@ pub fn run(
         }
         _ => None,
     };
-    let node = crate::host::facts::node_facts(&bosun_phases::node::fact_request(&config));
+    let request = bosun_phases::node::fact_request(&config);
+    let node = bosun_phases::node::LazyFacts::new(move || crate::host::facts::node_facts(&request));
     let mut data = JoinData::new(config, facts);
     data.discovery_file = discovery_file;
     data.ignore_preflight_errors = arguments

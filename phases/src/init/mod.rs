@@ -32,8 +32,8 @@ pub struct InitData {
     /// kube-proxy rollout settings, and the token and certificate key generated during the run.
     pub cluster: crate::cluster::ClusterData,
     /// Facts about the machine the node phases decide from (cgroups, init system, ports in use, ...), gathered by
-    /// the binary with `bosun::host::facts::node_facts(&node::fact_request(&config))` before the run.
-    pub node: crate::node::NodeFacts,
+    /// the binary's `bosun::host::facts::node_facts(&node::fact_request(&config))` when a phase first asks.
+    pub node: crate::node::LazyFacts,
     /// The keys of this run, generated in the background by the `certs` and `kubeconfig` parents for their children.
     pub keys: crate::certs::KeySupply,
     /// Scheduled etcd backups to install (`--etcd-backup-every`); `None`: not asked for.
@@ -60,7 +60,7 @@ impl InitData {
             offline: false,
             no_certs_timer: false,
             cluster: crate::cluster::ClusterData::default(),
-            node: crate::node::NodeFacts::default(),
+            node: crate::node::LazyFacts::default(),
             keys: crate::certs::KeySupply::default(),
             etcd_backup_schedule: None,
         }

@@ -36,7 +36,7 @@ use bosun_config::{Config, ConfigError, HostFacts, JoinConfiguration, JoinContro
 use crate::engine::PhaseError;
 use crate::host::cluster::ClusterConnector;
 use crate::init::InitData;
-use crate::node::NodeFacts;
+use crate::node::LazyFacts;
 use crate::paths::NodePaths;
 
 pub use discovery::Discovered;
@@ -270,7 +270,7 @@ pub struct JoinData {
     /// A directory whose templates replace the embedded ones (`--templates-dir`).
     pub templates_dir: Option<PathBuf>,
     /// Facts about the machine, gathered by the binary before the run.
-    pub node: NodeFacts,
+    pub node: LazyFacts,
     /// This machine's hostname and default address (the defaults of the cluster's configuration on this node).
     pub host_facts: HostFacts,
     /// Makes API connections; the binary supplies the kube-rs one.
@@ -289,7 +289,7 @@ impl JoinData {
             discovery_file: None,
             ignore_preflight_errors: BTreeSet::new(),
             templates_dir: None,
-            node: NodeFacts::default(),
+            node: LazyFacts::default(),
             host_facts,
             connector: None,
             etcd: None,

@@ -94,7 +94,7 @@ fn preflight_phase() -> Phase<JoinData> {
         )
         .run(|ctx: &mut PhaseCtx<'_, JoinData>| {
             let data = ctx.data;
-            if !data.node.gathered {
+            if !data.node.get().gathered {
                 return Err(PhaseError::failed(
                     "preflight has no facts about this host (a defect: the command did not gather them)",
                 ));
@@ -110,7 +110,7 @@ fn preflight_phase() -> Phase<JoinData> {
                 .collect();
             let input = PreflightInput {
                 config: &data.config,
-                facts: &data.node,
+                facts: data.node.get(),
                 files,
                 commands: ctx.host.commands.as_ref(),
             };
@@ -797,7 +797,7 @@ fn etcd_join(ctx: &mut PhaseCtx<'_, JoinData>) -> Result<(), PhaseError> {
             Some("the member has started from it".to_owned()),
         );
     } else {
-        let facts = crate::node::phases::manifest_facts(ctx.host, config, &init.node)?;
+        let facts = crate::node::phases::manifest_facts(ctx.host, config, init.node.get())?;
         let pod = manifests::etcd(config, &facts, &membership.initial_cluster)?;
         let patch_set = match config
             .init

@@ -39,7 +39,7 @@ use bosun_config::ConfigError;
 use crate::host::HostError;
 use crate::render::RenderError;
 
-pub use facts::{CgroupVersion, FactRequest, NodeFacts};
+pub use facts::{CgroupVersion, FactRequest, LazyFacts, NodeFacts};
 pub use phases::{
     container_runtime_phase, control_plane_phase, etcd_phase, fact_request, kubelet_start_phase,
     preflight_phase,

@@ -33,7 +33,7 @@ fn file(path: impl Into<PathBuf>) -> Artefact {
     Artefact::File(path.into())
 }
 
-/// What the binary must gather before the run (src/host/facts.rs `node_facts`).
+/// What the binary gathers for the run (src/host/facts.rs `node_facts`), when a phase first needs the facts.
 pub fn fact_request(config: &Config) -> FactRequest {
     FactRequest {
         ports: preflight::ports(config),
@@ -167,7 +167,8 @@ fn component_phase(
         .needs(needs)
         .makes(move |_| vec![file(NodePaths::manifest(component))])
         .run(move |context| {
-            let facts = manifest_facts(context.host, &context.data.config, &context.data.node)?;
+            let facts =
+                manifest_facts(context.host, &context.data.config, context.data.node.get())?;
             let pod = build(&context.data.config, &facts)?;
             write_manifest(context, &pod)
         })
@@ -270,7 +271,8 @@ pub fn etcd_phase() -> Phase<InitData> {
         })
         .makes(|_| vec![file(NodePaths::manifest(ETCD))])
         .run(|context| {
-            let facts = manifest_facts(context.host, &context.data.config, &context.data.node)?;
+            let facts =
+                manifest_facts(context.host, &context.data.config, context.data.node.get())?;
             let members: &[EtcdMember] = &[];
             let pod = manifests::etcd(&context.data.config, &facts, members)?;
             // etcd refuses a data directory others can read; kubeadm creates it 0700.
@@ -293,7 +295,7 @@ pub fn preflight_phase() -> Phase<InitData> {
         )
         .run(|context: &mut PhaseCtx<'_, InitData>| {
             let data = context.data;
-            if !data.node.gathered {
+            if !data.node.get().gathered {
                 return Err(PhaseError::failed(
                     "preflight has no facts about this host (a defect: the command did not gather them)",
                 ));
@@ -301,7 +303,7 @@ pub fn preflight_phase() -> Phase<InitData> {
             let checks = preflight::init_checks(&data.config);
             let input = PreflightInput {
                 config: &data.config,
-                facts: &data.node,
+                facts: data.node.get(),
                 files: context.host.files.as_ref(),
                 commands: context.host.commands.as_ref(),
             };
@@ -349,7 +351,7 @@ fn decided_driver(data: &InitData) -> Result<CgroupDriver, NodeError> {
     cgroup::decide(
         &kubelet.cgroup_driver,
         kubelet.cgroup_driver_set_by_user,
-        &data.node,
+        data.node.get(),
     )
 }
 
@@ -390,13 +392,13 @@ pub fn kubelet_start_phase() -> Phase<InitData> {
         let host = context.host;
         let templates = templates(host, data)?;
         let driver = decided_driver(data)?;
-        let effective = kubelet::effective_configuration(&data.config, driver, &data.node);
+        let effective = kubelet::effective_configuration(&data.config, driver, data.node.get());
         let patch_set = patch_set(host, &data.config)?;
         let config_text = kubelet::config_file(&templates, &effective, patch_set.as_ref())?;
         let flags = kubelet::flags(
             &data.config,
             &data.config.node_registration().cri_socket,
-            &data.node,
+            data.node.get(),
         );
         let flags_text = kubelet::flags_file(&templates, flags)?;
         let binary = find_program(host, "kubelet")?;

@@ -7,7 +7,7 @@ use crate::engine::{run, PhaseStatus, RunError, RunOptions, Workflow};
 use crate::host::memory::{MemoryCommands, MemoryFiles, MemoryServices};
 use crate::host::{Files, FixedClock, Services};
 use crate::node::manifests::tests::config;
-use crate::node::CgroupVersion;
+use crate::node::{CgroupVersion, LazyFacts};
 
 const CONFIG: &str = "apiVersion: kubeadm.k8s.io/v1beta4
 kind: InitConfiguration
@@ -121,7 +121,7 @@ fn facts() -> NodeFacts {
 
 fn data(text: &str) -> InitData {
     let mut data = InitData::new(config(text));
-    data.node = facts();
+    data.node = LazyFacts::ready(facts());
     data
 }
 
@@ -222,8 +222,11 @@ fn a_run_writes_every_node_file_and_a_second_run_changes_nothing() {
 fn preflight_errors_stop_the_run_before_anything_changes() {
     let node = Node::new();
     let mut data = data(CONFIG);
-    data.node.ports_in_use = vec![6443];
-    data.node.cpus = 1;
+    data.node = LazyFacts::ready(NodeFacts {
+        ports_in_use: vec![6443],
+        cpus: 1,
+        ..facts()
+    });
     let before = node.files.snapshot();
     let error = run(
         &workflow(),
