@@ -356,6 +356,22 @@ fn coredns_rolls_back_through_its_replica_sets_on_a_real_control_plane() {
             // pods need a pod network, as with kubeadm), so neither run follows a rollout.
             plane.init_phase(&["addon", "coredns"], &[]);
             let first_image = image(&deployment());
+            // Revision 1 exists only once the Deployment controller has made its ReplicaSet; a template changed
+            // before that (a loaded machine) would become revision 1 itself.
+            crate::harness::wait_until(
+                "coredns revision 1",
+                std::time::Duration::from_secs(60),
+                || {
+                    let recorded = plane.bosun(&["-o", "json", "addon", "history", "coredns"]);
+                    let recorded: Value = serde_json::from_slice(&recorded.stdout)
+                        .map_err(|error| error.to_string())?;
+                    if revision_numbers(&recorded) == [1] {
+                        Ok(())
+                    } else {
+                        Err(recorded.to_string())
+                    }
+                },
+            );
             let tagged = config_with_dns_tag(plane, "bosun-dns.yaml", "v1.11.3");
             let changed = plane.bosun(&[
                 "-o", "json", "init", "phase", "addon", "coredns", "--config", &tagged,

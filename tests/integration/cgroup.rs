@@ -679,6 +679,20 @@ fn the_drain_respects_budgets_spares_daemonset_pods_and_the_migration_uncordons_
                     }
                 })),
             ];
+            // The service-account controller makes `default` in the cluster's namespaces a moment after it starts
+            // (longer on a loaded machine); until then the API server refuses pods.
+            wait_until("the default service account", Duration::from_secs(60), || {
+                let accounts = plane.get_json(&["serviceaccounts", "--namespace=default"]);
+                let names: Vec<&str> = accounts["items"]
+                    .as_array()
+                    .map(|items| items.iter().filter_map(|item| item["metadata"]["name"].as_str()).collect())
+                    .unwrap_or_default();
+                if names.contains(&"default") {
+                    Ok(())
+                } else {
+                    Err(format!("service accounts in default: {names:?}"))
+                }
+            });
             for file in &files {
                 kubectl_ok(plane, &["create", "-f", file]);
             }
