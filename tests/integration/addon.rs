@@ -344,6 +344,20 @@ fn without_hash(template: &Value) -> Value {
     template
 }
 
+/// Waits up to a minute until `bosun addon history coredns -o json` satisfies `wanted`.
+fn wait_for_coredns_history(plane: &Plane<'_>, what: &str, wanted: impl Fn(&Value) -> bool) {
+    crate::harness::wait_until(what, std::time::Duration::from_secs(60), || {
+        let recorded = plane.bosun(&["-o", "json", "addon", "history", "coredns"]);
+        let recorded: Value =
+            serde_json::from_slice(&recorded.stdout).map_err(|error| error.to_string())?;
+        if wanted(&recorded) {
+            Ok(())
+        } else {
+            Err(recorded.to_string())
+        }
+    });
+}
+
 #[test]
 fn coredns_rolls_back_through_its_replica_sets_on_a_real_control_plane() {
     with_control_plane(
@@ -358,20 +372,9 @@ fn coredns_rolls_back_through_its_replica_sets_on_a_real_control_plane() {
             let first_image = image(&deployment());
             // Revision 1 exists only once the Deployment controller has made its ReplicaSet; a template changed
             // before that (a loaded machine) would become revision 1 itself.
-            crate::harness::wait_until(
-                "coredns revision 1",
-                std::time::Duration::from_secs(60),
-                || {
-                    let recorded = plane.bosun(&["-o", "json", "addon", "history", "coredns"]);
-                    let recorded: Value = serde_json::from_slice(&recorded.stdout)
-                        .map_err(|error| error.to_string())?;
-                    if revision_numbers(&recorded) == [1] {
-                        Ok(())
-                    } else {
-                        Err(recorded.to_string())
-                    }
-                },
-            );
+            wait_for_coredns_history(plane, "coredns revision 1", |history| {
+                revision_numbers(history) == [1]
+            });
             let tagged = config_with_dns_tag(plane, "bosun-dns.yaml", "v1.11.3");
             let changed = plane.bosun(&[
                 "-o", "json", "init", "phase", "addon", "coredns", "--config", &tagged,
@@ -388,22 +391,9 @@ fn coredns_rolls_back_through_its_replica_sets_on_a_real_control_plane() {
                 image(&deployment()),
                 "registry.k8s.io/coredns/coredns:v1.11.3"
             );
-            crate::harness::wait_until(
-                "coredns revision 2",
-                std::time::Duration::from_secs(60),
-                || {
-                    let recorded = plane.bosun(&["-o", "json", "addon", "history", "coredns"]);
-                    let recorded: Value = serde_json::from_slice(&recorded.stdout)
-                        .map_err(|error| error.to_string())?;
-                    if revision_numbers(&recorded) == [1, 2]
-                        && current_revision(&recorded) == Some(2)
-                    {
-                        Ok(())
-                    } else {
-                        Err(recorded.to_string())
-                    }
-                },
-            );
+            wait_for_coredns_history(plane, "coredns revision 2", |history| {
+                revision_numbers(history) == [1, 2] && current_revision(history) == Some(2)
+            });
             let kubectl_history = plane.kubectl(&[
                 "rollout",
                 "history",
