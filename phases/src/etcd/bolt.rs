@@ -338,6 +338,14 @@ pub struct Layout {
     pub page_size: u32,
 }
 
+/// The layout of the database from its valid meta page (the newest whose checksum holds), read before any scan.
+pub fn layout(source: &mut dyn ReadAt, length: u64) -> Result<Layout, BoltError> {
+    let (meta, _) = open(source, length)?;
+    Ok(Layout {
+        page_size: meta.page_size,
+    })
+}
+
 /// Streams every top-level bucket of the database and its entries in key order to `visit`, holding only the pages
 /// on the current path in memory.
 pub fn scan(

@@ -446,12 +446,10 @@ fn copy_database<W: Write + Seek>(
     out: W,
     mut edits: BTreeMap<Vec<u8>, BucketEdit>,
 ) -> Result<(W, u64), NativeError> {
-    // The page size must be known before the first page is written: read it from the first meta page.
-    let mut header = [0u8; 32];
-    source
-        .read_exact_at(0, &mut header)
-        .map_err(|error| NativeError::Snapshot(format!("cannot read the snapshot: {error}")))?;
-    let page_size = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
+    // The page size must be known before the first page is written: the valid meta page's, as the scan uses.
+    let page_size = bolt::layout(source, length)
+        .map_err(|error| NativeError::Snapshot(error.to_string()))?
+        .page_size;
     let mut writer = BoltWriter::new(out, page_size).map_err(|error| {
         NativeError::Snapshot(format!(
             "the snapshot's first meta page is damaged: {error}"
