@@ -18,26 +18,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use bosun_pki::{KeyAlgorithm, PkiError, PrivateKey};
 
-/// Keys being made for a run; see the module documentation.
+/// Keys being made for a run; see the module documentation. `Default` is a supply with nothing reserved.
+#[derive(Default)]
 pub struct KeySupply {
     shared: Arc<Shared>,
-}
-
-impl Default for KeySupply {
-    /// A supply with nothing reserved. It starts the key generator's entropy source at once, on a thread of its own:
-    /// aws-lc seeds its random generator from CPU jitter once per process, about 55 ms of CPU that would otherwise
-    /// hold up the first key; started when the run's data is built, it overlaps with gathering the host facts.
-    fn default() -> Self {
-        let _ = std::thread::Builder::new()
-            .name("bosun-keygen-seed".to_owned())
-            .spawn(|| {
-                // A throwaway P-256 key is the cheapest call that seeds the generator; it is never kept.
-                let _ = PrivateKey::generate(KeyAlgorithm::EcdsaP256);
-            });
-        KeySupply {
-            shared: Arc::default(),
-        }
-    }
 }
 
 impl std::fmt::Debug for KeySupply {
