@@ -825,14 +825,8 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
     assert!(count_keys(&pki, &endpoint, "key/").1 > revision_at_backup);
 
     let started = Instant::now();
-    let mut arguments = vec![
-        "restore",
-        &backup_path,
-        "--stop-timeout",
-        "30",
-        "--health-timeout",
-        "60",
-    ];
+    let mut arguments = vec!["restore", &backup_path];
+    arguments.extend_from_slice(&RESTORE_TIMEOUTS);
     arguments.extend_from_slice(restore_flags);
     let output = bosun_etcd(&root, etcd, &arguments);
     assert_success(&output);
@@ -963,18 +957,9 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
     // bosun computed.
     if etcd.has_etcdutl() {
         let started = Instant::now();
-        let output = bosun_etcd(
-            &root,
-            etcd,
-            &[
-                "restore",
-                &backup_path,
-                "--stop-timeout",
-                "30",
-                "--health-timeout",
-                "60",
-            ],
-        );
+        let mut arguments = vec!["restore", &backup_path];
+        arguments.extend_from_slice(&RESTORE_TIMEOUTS);
+        let output = bosun_etcd(&root, etcd, &arguments);
         assert_success(&output);
         eprintln!("[{running}] etcdutl restore in {:?}", started.elapsed());
         let text = stdout(&output);
@@ -986,6 +971,9 @@ fn backup_then_restore(etcd: &EtcdBuild, address: &str, version: &str, restore_f
         );
     }
 }
+
+/// How long the restore tests let bosun wait for etcd to stop and to be healthy again.
+const RESTORE_TIMEOUTS: [&str; 4] = ["--stop-timeout", "30", "--health-timeout", "60"];
 
 /// The member list holds exactly one member, whose ID is the one the restore's output names (`…, member <hex>,`);
 /// returns the list.
